@@ -1,0 +1,44 @@
+# `make train` and `make test` set everything up on first use; later calls skip the install.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: setup train test test-all bench ui generate clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first and pinned: this version is a local CPU wheel; a range pulls a CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	# insightface ships real faces used by the built-in data; its metadata asks for
+	# opencv-python, which would overwrite the headless cv2, so it comes without deps
+	# (the ones it needs are already project dependencies).
+	$(PY) -m pip install -q --no-deps insightface==2.1
+	touch $(STAMP)
+
+train: setup
+	$(PY) train.py $(ARGS)
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-all: setup
+	$(PY) -m pytest -m "slow or not slow" $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) benchmarks/run.py
+
+generate: setup
+	$(VENV)/bin/mer generate data/builtin_smic
+
+ui: setup
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///outputs/mlflow.db --port 5000
+
+clean:
+	rm -rf outputs data/cache

@@ -1,0 +1,21 @@
+"""Hydra/OmegaConf glue shared by the entry points and tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+def register_resolvers() -> None:
+    # `${len:${data.classes}}`: the classifier width follows the class list.
+    OmegaConf.register_new_resolver("len", lambda items: len(items), replace=True)
+    # `${cwd:}`: the launch folder. Unlike `${hydra:runtime.cwd}` it also resolves in a
+    # sweep's parent process and in the compose API.
+    OmegaConf.register_new_resolver("cwd", os.getcwd, replace=True)
+
+
+register_resolvers()

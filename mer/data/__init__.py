@@ -1,0 +1,1 @@
+"""Datasets: clip records, layout indexers, the built-in generator, splits, cache, DataModule."""

@@ -1,0 +1,141 @@
+"""Preprocessed clips stored once: one compressed array per clip, plus a manifest.
+
+The folder name is a hash of everything that changes the arrays (preprocessing
+settings, data root, library versions, format), so a changed config makes a new cache
+instead of silently reusing a stale one. Every file is written to a temporary name
+and renamed, so an interrupted run leaves no half-written clip."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import multiprocessing
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from mer.data.records import ClipRecord
+from mer.errors import MerError
+from mer.preprocess.pipeline import PreprocessSettings, preprocess_clip
+
+FORMAT_VERSION = 1
+
+
+def library_versions() -> dict[str, str]:
+    import cv2
+    import dlib
+
+    return {"dlib": dlib.__version__, "opencv": cv2.__version__, "numpy": np.__version__}
+
+
+def cache_key(settings: PreprocessSettings, data_root: Path) -> str:
+    blob = json.dumps(
+        {"format": FORMAT_VERSION, "settings": settings.as_dict(), "root": str(Path(data_root).resolve()), **library_versions()},
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _atomic_write_bytes(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            write(handle)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@dataclass
+class CacheReport:
+    ok: list[ClipRecord] = field(default_factory=list)
+    failed: list[tuple[ClipRecord, str]] = field(default_factory=list)
+
+
+def _process(job: tuple[ClipRecord, PreprocessSettings, Path]) -> tuple[ClipRecord, str | None]:
+    record, settings, path = job
+    try:
+        clip = preprocess_clip(record.frames, settings, record.apex)
+    except MerError as error:
+        return record, str(error)
+    except Exception as error:  # one bad clip must not end a 164-clip run
+        return record, f"{type(error).__name__}: {error}"
+    _atomic_write_bytes(path, lambda handle: np.savez_compressed(handle, clip=clip))
+    return record, None
+
+
+class ClipCache:
+    def __init__(self, root: Path, settings: PreprocessSettings, data_root: Path):
+        self.settings = settings
+        self.data_root = Path(data_root)
+        self.dir = Path(root) / cache_key(settings, data_root)
+
+    def path(self, record: ClipRecord) -> Path:
+        return self.dir / f"{record.subject}__{record.clip_id}.npz"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.dir / "manifest.json"
+
+    @property
+    def failures_path(self) -> Path:
+        return self.dir / "failures.csv"
+
+    def build(self, records: Sequence[ClipRecord], workers: int | None = None, progress: bool = True) -> CacheReport:
+        """Preprocess every record not cached yet; report the ones that fail, with why."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        report = CacheReport()
+        todo = []
+        for record in records:
+            if self.path(record).is_file():
+                report.ok.append(record)
+            else:
+                todo.append((record, self.settings, self.path(record)))
+        workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
+        bar = tqdm(total=len(todo), desc=f"preprocessing clips ({workers} workers)", disable=not progress or not todo, unit="clip")
+        with bar:
+            if workers == 1:
+                results = map(_process, todo)
+                self._collect(results, report, bar)
+            else:
+                with multiprocessing.get_context("fork").Pool(workers) as pool:
+                    self._collect(pool.imap_unordered(_process, todo), report, bar)
+        self._write_manifest(records, report)
+        return report
+
+    @staticmethod
+    def _collect(results, report: CacheReport, bar) -> None:
+        for record, reason in results:
+            if reason is None:
+                report.ok.append(record)
+            else:
+                report.failed.append((record, reason))
+            bar.update(1)
+            bar.set_postfix(failed=len(report.failed))
+
+    def _write_manifest(self, records: Sequence[ClipRecord], report: CacheReport) -> None:
+        manifest = {
+            "format": FORMAT_VERSION,
+            "settings": self.settings.as_dict(),
+            "data_root": str(self.data_root.resolve()),
+            "versions": library_versions(),
+            "clips": {r.clip_id: {"subject": r.subject, "label": r.label, "folder": str(r.folder)} for r in report.ok},
+            "failed": {r.clip_id: {"folder": str(r.folder), "reason": why} for r, why in report.failed},
+        }
+        _atomic_write_bytes(self.manifest_path, lambda h: h.write(json.dumps(manifest, indent=1).encode()))
+
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["clip_id", "subject", "label", "folder", "reason"])
+        writer.writerows([r.clip_id, r.subject, r.label, str(r.folder), why] for r, why in report.failed)
+        _atomic_write_bytes(self.failures_path, lambda h: h.write(buffer.getvalue().encode()))
+
+    def load(self, record: ClipRecord) -> np.ndarray:
+        with np.load(self.path(record)) as data:
+            return data["clip"]

@@ -1,0 +1,191 @@
+"""The built-in dataset: real faces from pip packages, animated with class-specific
+micro-movements, written in the SMIC-HS on-disk layout.
+
+It exists so the framework runs and is tested without a licensed dataset. Each clip
+is one real face placed in a 640x480 frame and deformed by a smooth displacement
+field attached to its 68 landmarks, following an onset-apex-offset envelope:
+positive = lip-corner raise (AU12), negative = brow lowering and drawing together
+(AU4) with lip-corner depression (AU15), surprise = brow raise (AU1+2) with jaw drop
+(AU26). Amplitudes are a few pixels: small like a micro-expression, yet learnable.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from mer.data.face_sources import FACE_SOURCES, FaceSource
+from mer.errors import MerError
+from mer.preprocess.align import transform_points
+from mer.preprocess.faces import DlibFaces
+
+FRAME_W, FRAME_H = 640, 480
+CLASSES = ("negative", "positive", "surprise")
+SMIC_ABBREVIATIONS = {"negative": "ne", "positive": "po", "surprise": "sur"}
+# SMIC-HS class counts (70/51/43): the built-in data keeps the same imbalance.
+SMIC_CLASS_COUNTS = {"negative": 70, "positive": 51, "surprise": 43}
+
+# Landmark displacements at the apex, in units of the inter-ocular distance.
+# Image x grows to the subject's left; "outward" therefore flips sign between sides.
+_BROWS = list(range(17, 27))
+MOTIONS: dict[str, dict[int, tuple[float, float]]] = {
+    "positive": {
+        48: (-0.06, -0.05), 54: (0.06, -0.05),
+        49: (-0.02, -0.025), 53: (0.02, -0.025), 59: (-0.03, -0.02), 55: (0.03, -0.02),
+        # AU6: cheeks rise a little, narrowing the lower eyelids.
+        40: (0.0, -0.015), 41: (0.0, -0.015), 46: (0.0, -0.015), 47: (0.0, -0.015),
+    },
+    "negative": {
+        19: (0.02, 0.04), 20: (0.035, 0.05), 21: (0.045, 0.055),
+        24: (-0.02, 0.04), 23: (-0.035, 0.05), 22: (-0.045, 0.055),
+        48: (-0.01, 0.05), 54: (0.01, 0.05), 59: (0.0, 0.025), 55: (0.0, 0.025),
+    },
+    "surprise": {
+        **{i: (0.0, -0.065) for i in _BROWS},
+        **{i: (0.0, 0.07) for i in (56, 57, 58, 65, 66, 67)},
+        **{i: (0.0, 0.06) for i in (6, 7, 8, 9, 10)},
+    },
+}
+
+
+@dataclass(frozen=True)
+class GeneratorSettings:
+    subjects: int = 9
+    clips_per_subject: int = 8
+    min_frames: int = 12
+    max_frames: int = 16
+    face_width: int = 210  # face box width in the 640x480 frame, like SMIC-HS's framing
+    intensity: float = 1.0  # scales every displacement
+    noise: float = 2.0  # sensor noise, grey levels (std)
+    seed: int = 0
+
+    def __post_init__(self):
+        if not 1 <= self.subjects <= len(FACE_SOURCES):
+            raise MerError(f"data.generator.subjects must be 1..{len(FACE_SOURCES)} (real faces available), got {self.subjects}")
+        if self.clips_per_subject < 1:
+            raise MerError("data.generator.clips_per_subject must be >= 1")
+        if not 2 <= self.min_frames <= self.max_frames:
+            raise MerError("data.generator needs 2 <= min_frames <= max_frames")
+
+
+@dataclass(frozen=True)
+class Portrait:
+    image: np.ndarray  # BGR source image
+    landmarks: np.ndarray  # (68, 2) in source coordinates
+    box: tuple[int, int, int, int]
+
+
+def portrait(source: FaceSource, backend: DlibFaces) -> Portrait:
+    image = source.load_bgr()
+    faces = sorted(backend.detect(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)), key=lambda f: f.box[0])
+    if len(faces) <= source.face_index:
+        raise MerError(f"{source.path()}: expected at least {source.face_index + 1} faces, dlib found {len(faces)}")
+    face = faces[source.face_index]
+    return Portrait(image, face.landmarks, face.box)
+
+
+def interocular_distance(landmarks: np.ndarray) -> float:
+    return math.dist(landmarks[36:42].mean(0), landmarks[42:48].mean(0))
+
+
+def envelope(n_frames: int, apex: int) -> np.ndarray:
+    """Raised-cosine rise from onset (0) to apex (1) and fall back to offset (0)."""
+    t = np.arange(n_frames, dtype=np.float64)
+    rise = 0.5 * (1 - np.cos(np.pi * t / max(apex, 1)))
+    fall = 0.5 * (1 + np.cos(np.pi * (t - apex) / max(n_frames - 1 - apex, 1)))
+    return np.where(t <= apex, rise, fall)
+
+
+def displacement_field(landmarks: np.ndarray, label: str, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Dense (dx, dy) over the frame: each moving landmark drags a Gaussian neighbourhood."""
+    iod = interocular_distance(landmarks)
+    sigma = 0.14 * iod
+    ys, xs = np.mgrid[0:FRAME_H, 0:FRAME_W].astype(np.float32)
+    dx = np.zeros((FRAME_H, FRAME_W), np.float32)
+    dy = np.zeros((FRAME_H, FRAME_W), np.float32)
+    for index, (ux, uy) in MOTIONS[label].items():
+        px, py = landmarks[index]
+        weight = np.exp(-((xs - px) ** 2 + (ys - py) ** 2) / (2 * sigma**2))
+        dx += weight * ux * iod * scale
+        dy += weight * uy * iod * scale
+    return dx, dy
+
+
+def clip_plan(settings: GeneratorSettings) -> list[tuple[int, str]]:
+    """(subject number, label) for every clip, with SMIC-HS's class shares and each
+    subject showing several classes."""
+    rng = np.random.default_rng(settings.seed)
+    total = settings.subjects * settings.clips_per_subject
+    shares = np.array([SMIC_CLASS_COUNTS[c] for c in CLASSES], dtype=float)
+    counts = np.floor(shares / shares.sum() * total).astype(int)
+    for i in np.argsort(-shares)[: total - counts.sum()]:
+        counts[i] += 1
+    labels = [c for c, n in zip(CLASSES, counts) for _ in range(n)]
+    labels = [labels[i] for i in rng.permutation(total)]
+    return [(1 + i % settings.subjects, label) for i, label in enumerate(labels)]
+
+
+def render_clip(portrait_: Portrait, label: str, n_frames: int, rng: np.random.Generator, settings: GeneratorSettings) -> list[np.ndarray]:
+    x0, y0, x1, y1 = portrait_.box
+    scale = settings.face_width * rng.uniform(0.95, 1.05) / max(x1 - x0, 1)
+    cx, cy = FRAME_W / 2 + rng.uniform(-15, 15), FRAME_H * 0.47 + rng.uniform(-10, 10)
+    place = np.array([[scale, 0, cx - scale * (x0 + x1) / 2], [0, scale, cy - scale * (y0 + y1) / 2]])
+    neutral = cv2.warpAffine(portrait_.image, place, (FRAME_W, FRAME_H), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    landmarks = transform_points(place, portrait_.landmarks)
+    dx, dy = displacement_field(landmarks, label, settings.intensity * rng.uniform(0.75, 1.25))
+    apex = n_frames // 2
+    gain = rng.uniform(0.9, 1.1)
+    drift = rng.normal(0, 0.3, size=2)  # sub-pixel head drift over the clip
+    ys, xs = np.mgrid[0:FRAME_H, 0:FRAME_W].astype(np.float32)
+    frames = []
+    for t, a in enumerate(envelope(n_frames, apex)):
+        shift = drift * t / max(n_frames - 1, 1)
+        map_x = (xs - a * dx - shift[0]).astype(np.float32)
+        map_y = (ys - a * dy - shift[1]).astype(np.float32)
+        frame = cv2.remap(neutral, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101).astype(np.float32)
+        frame = frame * gain + rng.normal(0, settings.noise, frame.shape)
+        frames.append(np.clip(frame, 0, 255).astype(np.uint8))
+    return frames
+
+
+def generate_smic_hs(root: Path, settings: GeneratorSettings = GeneratorSettings(), progress: bool = True) -> Path:
+    """Write the built-in dataset to `root` as `HS/s{N}/micro/{class}/s{N}_{ab}_{NN}/image{6d}.bmp`.
+
+    Written into a temporary sibling folder and renamed at the end, so an interrupted
+    run never leaves a partial tree that a later run would take for complete."""
+    root = Path(root)
+    if root.exists() and any(root.iterdir()):
+        raise MerError(f"{root} is not empty; the generator writes only into a new or empty folder")
+    backend = DlibFaces(upsample=1)
+    portraits = {n + 1: portrait(FACE_SOURCES[n], backend) for n in range(settings.subjects)}
+    rng = np.random.default_rng(settings.seed)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.partial-", dir=root.parent))
+    try:
+        counters: dict[tuple[int, str], int] = {}
+        plan = clip_plan(settings)
+        for clip_number, (subject, label) in enumerate(tqdm(plan, desc="generating built-in clips", disable=not progress)):
+            counters[subject, label] = counters.get((subject, label), 0) + 1
+            clip_id = f"s{subject}_{SMIC_ABBREVIATIONS[label]}_{counters[subject, label]:02d}"
+            folder = staging / "HS" / f"s{subject}" / "micro" / label / clip_id
+            folder.mkdir(parents=True)
+            n_frames = int(rng.integers(settings.min_frames, settings.max_frames + 1))
+            # Absolute frame numbers, as in SMIC-HS recordings.
+            first = 100_000 + 1_000 * clip_number + int(rng.integers(0, 500))
+            for t, frame in enumerate(render_clip(portraits[subject], label, n_frames, rng, settings)):
+                cv2.imwrite(str(folder / f"image{first + t:06d}.bmp"), frame)
+        if root.exists():
+            root.rmdir()
+        os.replace(staging, root)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return root

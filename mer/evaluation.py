@@ -1,0 +1,68 @@
+"""Evaluate a checkpoint (a file, or the one logged by an MLflow run) on its held-out split."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+
+from mer import config  # noqa: F401  (registers resolvers)
+from mer.errors import MerError
+from mer.models.module import MicroExpressionModule
+
+METRICS = ("acc", "uf1", "uar", "loss")
+
+
+def checkpoint_from_run(client: MlflowClient, run_id: str, into: Path) -> Path:
+    try:
+        folder = Path(client.download_artifacts(run_id, "checkpoints", str(into)))
+    except Exception as error:
+        raise MerError(f"run_id={run_id}: no checkpoint artifact could be read ({error})") from error
+    checkpoints = sorted(folder.glob("*.ckpt"))
+    if not checkpoints:
+        raise MerError(f"run_id={run_id} has no checkpoint under its 'checkpoints' artifacts (was it a fast_dev_run?)")
+    return checkpoints[-1]
+
+
+def load_checkpoint(path: Path) -> tuple[MicroExpressionModule, DictConfig]:
+    """The module and the resolved training config stored inside the checkpoint."""
+    if not Path(path).is_file():
+        raise MerError(f"ckpt_path={path} does not exist")
+    hparams = torch.load(path, map_location="cpu", weights_only=False).get("hyper_parameters", {})
+    if not hparams.get("run_config"):
+        raise MerError(f"{path} was not written by mer's train.py (no run_config inside)")
+    run_cfg = OmegaConf.create(hparams["run_config"])
+    module = MicroExpressionModule.load_from_checkpoint(
+        path, map_location="cpu", net=instantiate(run_cfg.model), optimizer=instantiate(run_cfg.optim)
+    )
+    return module, run_cfg
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    from mer.training import build_datamodule
+
+    if (cfg.ckpt_path is None) == (cfg.run_id is None):
+        raise MerError("give exactly one of ckpt_path=... or run_id=...")
+    client = MlflowClient(cfg.logger.tracking_uri)
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(cfg.ckpt_path) if cfg.ckpt_path else checkpoint_from_run(client, cfg.run_id, Path(scratch))
+        module, run_cfg = load_checkpoint(path)
+    if cfg.data_root:
+        run_cfg.data.root = cfg.data_root
+    datamodule = build_datamodule(run_cfg)
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_model_summary=False, accelerator="auto", devices=1)
+    results = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    metrics = {f"eval/{name}": float(results[f"test/{name}"]) for name in METRICS}
+    if cfg.run_id and cfg.log_to_run:
+        client.log_batch(cfg.run_id, metrics=[Metric(k, v, 0, 0) for k, v in metrics.items()])
+    return metrics
+
+
+def format_metrics(metrics: dict[str, float]) -> str:
+    return "\n".join(f"{name:<10} {value:.4f}" for name, value in metrics.items())

@@ -1,0 +1,1 @@
+"""Networks (paper model, its baseline) and the LightningModule that trains them."""

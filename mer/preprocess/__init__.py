@@ -1,0 +1,1 @@
+"""Pure image work: frames in, clip array out. Knows nothing of datasets."""

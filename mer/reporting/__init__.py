@@ -1,0 +1,1 @@
+"""Figures and tables built from predictions and the tracking store."""

@@ -1,0 +1,1 @@
+"""MLflow behind one small module: store setup, run names, tags, failure status."""

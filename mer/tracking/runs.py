@@ -1,0 +1,115 @@
+"""One MLflow run per training run: readable name, resolved config as params,
+provenance tags, and a terminal status that is FAILED whenever the run crashed."""
+
+from __future__ import annotations
+
+import subprocess
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from mlflow.entities import Param, RunTag
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_RUN_NAME
+from omegaconf import DictConfig, OmegaConf
+
+from mer.tracking.store import ensure_store
+
+TRACKED_PACKAGES = ("mer", "torch", "pytorch-lightning", "torchmetrics", "hydra-core", "omegaconf", "mlflow",
+                    "numpy", "opencv-python-headless", "dlib-bin", "albumentations", "onnxruntime")
+MAX_PARAMS_PER_BATCH = 100  # MLflow's limit for one log_batch call
+
+
+def flatten(config: dict, prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = str(value)
+    return out
+
+
+def run_name(overrides: Sequence[str], seed: int, model_name: str) -> str:
+    """`lr=0.001 dropout=0.3 seed=1` from `optim.lr=0.001 model.dropout=0.3`: the last key
+    part is enough to tell the runs of a sweep apart in the MLflow UI."""
+    parts = []
+    for override in overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        if key in ("seed", "hydra.verbose") or key.startswith(("paths.", "logger.", "hydra.")):
+            continue
+        parts.append(f"{key.rsplit('.', 1)[-1]}={value}")
+    return " ".join(parts or [model_name]) + f" seed={seed}"
+
+
+def git_state(cwd: Path) -> dict[str, str]:
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
+
+    head = git("rev-parse", "HEAD")
+    if head.returncode != 0:
+        return {}
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no").stdout.strip())
+    return {MLFLOW_GIT_COMMIT: head.stdout.strip(), "mer.git_dirty": str(dirty).lower()}
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for package in TRACKED_PACKAGES:
+        try:
+            versions[f"versions.{package}"] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+class TrackedRun:
+    """A thin handle on the active run, so training code never imports mlflow itself."""
+
+    def __init__(self, client: MlflowClient, run_id: str, tracking_uri: str):
+        self.client = client
+        self.run_id = run_id
+        self.tracking_uri = tracking_uri
+
+    def log_params(self, params: dict[str, str]) -> None:
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for start in range(0, len(items), MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(self.run_id, params=items[start : start + MAX_PARAMS_PER_BATCH])
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self.client.log_text(self.run_id, text, artifact_file)
+
+    def log_figure(self, figure, artifact_file: str) -> None:
+        self.client.log_figure(self.run_id, figure, artifact_file)
+
+
+@contextmanager
+def tracked_run(cfg: DictConfig, overrides: Sequence[str], extra_tags: dict[str, str] | None = None) -> Iterator[TrackedRun]:
+    logger = cfg.logger
+    experiment_id = ensure_store(logger.tracking_uri, logger.experiment_name, logger.get("artifact_location"))
+    client = MlflowClient(logger.tracking_uri)
+    name = logger.get("run_name") or run_name(overrides, cfg.seed, cfg.model._target_.rsplit(".", 1)[-1])
+    tags = {MLFLOW_RUN_NAME: name, "mer.overrides": " ".join(overrides), "seed": str(cfg.seed),
+            **git_state(Path(__file__).resolve().parent), **package_versions(), **(extra_tags or {})}
+    run = client.create_run(experiment_id, run_name=name, tags=tags)
+    handle = TrackedRun(client, run.info.run_id, logger.tracking_uri)
+    try:
+        handle.log_params(flatten(OmegaConf.to_container(cfg, resolve=True)))
+        yield handle
+    except KeyboardInterrupt:
+        client.set_terminated(handle.run_id, "KILLED")
+        raise
+    except BaseException as error:
+        client.set_tag(handle.run_id, "mer.error", f"{type(error).__name__}: {error}"[:5000])
+        client.set_terminated(handle.run_id, "FAILED")
+        raise
+    else:
+        client.set_terminated(handle.run_id, "FINISHED")

@@ -1,0 +1,26 @@
+"""Creating the tracking store once, before any fan-out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+
+def ensure_store(tracking_uri: str, experiment_name: str, artifact_location: str | None = None) -> str:
+    """Create the store (sqlite migrations run on first use, ~1 s) and the experiment;
+    return the experiment id. Parallel jobs racing on a fresh sqlite store can fail, so
+    the Hydra callback calls this in the parent before a sweep starts."""
+    if tracking_uri.startswith("sqlite:///"):
+        Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = Path(artifact_location).resolve().as_uri() if artifact_location and "://" not in artifact_location else artifact_location
+    try:
+        return client.create_experiment(experiment_name, artifact_location=location)
+    except mlflow.exceptions.MlflowException:
+        # Another process created it between our lookup and create.
+        return client.get_experiment_by_name(experiment_name).experiment_id

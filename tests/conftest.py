@@ -1,0 +1,63 @@
+"""Shared fixtures: a small built-in dataset (real faces) and the real Hydra configs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from mer.config import CONFIG_DIR
+from mer.data.generator import GeneratorSettings, generate_smic_hs
+
+ROOT = CONFIG_DIR.parent
+TINY = GeneratorSettings(subjects=6, clips_per_subject=3, min_frames=10, max_frames=12, seed=3)
+
+
+@pytest.fixture(scope="session")
+def tiny_tree(tmp_path_factory) -> Path:
+    """18 clips from 6 real faces, in the SMIC-HS layout."""
+    return generate_smic_hs(tmp_path_factory.mktemp("data") / "smic", TINY, progress=False)
+
+
+@pytest.fixture(scope="session")
+def shared_dirs(tmp_path_factory) -> dict[str, Path]:
+    """One cache and one MLflow store for the session: preprocessing and sqlite
+    migrations then happen once, not in every test."""
+    base = tmp_path_factory.mktemp("shared")
+    return {"cache": base / "cache", "store": base / "mlflow.db"}
+
+
+def base_overrides(tmp_path: Path, tree: Path, shared: dict[str, Path]) -> list[str]:
+    return [
+        f"paths.root_dir={tmp_path}",
+        f"paths.output_dir={tmp_path}/out",
+        f"paths.cache_dir={shared['cache']}",
+        f"logger.tracking_uri=sqlite:///{shared['store']}",
+        f"logger.artifact_location={shared['store'].parent}/artifacts",
+        f"data.root={tree}",
+        "data.generator=null",
+        "data.preprocess_workers=1",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+    ]
+
+
+@pytest.fixture
+def make_cfg(tmp_path, tiny_tree, shared_dirs):
+    """Compose the real `conf/` with test paths, plus the given overrides."""
+
+    def _make(*overrides: str, config_name: str = "train"):
+        base = base_overrides(tmp_path, tiny_tree, shared_dirs) if config_name == "train" else []
+        with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+            return compose(config_name, overrides=[*base, *overrides])
+
+    return _make
+
+
+def run_script(script: str, *args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)

@@ -1,0 +1,69 @@
+"""train.py / evaluate.py as a user runs them, in subprocesses."""
+
+from mlflow.tracking import MlflowClient
+
+from conftest import base_overrides, run_script
+
+
+def test_three_value_multirun_makes_three_grouped_runs(tmp_path, tiny_tree, shared_dirs):
+    store = tmp_path / "sweep.db"
+    args = [*base_overrides(tmp_path, tiny_tree, shared_dirs), f"logger.tracking_uri=sqlite:///{store}",
+            "trainer.max_epochs=1", "test=false"]
+    result = run_script("train.py", "-m", "optim.lr=0.01,0.001,0.0001", *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{store}")
+    runs = client.search_runs([client.get_experiment_by_name("mer").experiment_id])
+    assert len(runs) == 3
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert sorted(r.data.params["optim.lr"] for r in runs) == ["0.0001", "0.001", "0.01"]
+    assert len({r.data.tags["mer.sweep_id"] for r in runs}) == 1
+    assert sorted(r.info.run_name for r in runs) == ["lr=0.0001 seed=1", "lr=0.001 seed=1", "lr=0.01 seed=1"]
+
+
+def test_evaluate_a_run_reproduces_its_metrics(tmp_path, tiny_tree, shared_dirs):
+    store = f"sqlite:///{tmp_path / 'eval.db'}"
+    args = [*base_overrides(tmp_path, tiny_tree, shared_dirs), f"logger.tracking_uri={store}", "trainer.max_epochs=1"]
+    assert run_script("train.py", *args).returncode == 0
+    client = MlflowClient(store)
+    (run,) = client.search_runs([client.get_experiment_by_name("mer").experiment_id])
+    result = run_script("evaluate.py", f"run_id={run.info.run_id}", f"logger.tracking_uri={store}",
+                        f"paths.root_dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    printed = dict(line.split() for line in result.stdout.strip().splitlines())
+    assert float(printed["eval/acc"]) == run.data.metrics["test/acc"]
+    assert client.get_run(run.info.run_id).data.metrics["eval/acc"] == run.data.metrics["test/acc"]
+
+
+def _fails_cleanly(result, *needles):
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    for needle in needles:
+        assert needle in result.stderr, result.stderr[-2000:]
+
+
+def test_missing_data_root_is_one_clear_message(tmp_path):
+    missing = tmp_path / "no_such_folder"
+    result = run_script("train.py", "data=smic_hs", f"data.root={missing}", f"paths.root_dir={tmp_path}")
+    _fails_cleanly(result, "does not exist", str(missing))
+
+
+def test_empty_data_root_is_one_clear_message(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run_script("train.py", "data=smic_hs", f"data.root={empty}", f"paths.root_dir={tmp_path}")
+    _fails_cleanly(result, "no SMIC-HS subject folders", "HS/s1/micro/negative")
+
+
+def test_unset_data_root_names_the_key(tmp_path):
+    result = run_script("train.py", "data=smic_hs", f"paths.root_dir={tmp_path}")
+    _fails_cleanly(result, "data.root")
+
+
+def test_unknown_model_lists_the_choices(tmp_path):
+    result = run_script("train.py", "model=resnet", f"paths.root_dir={tmp_path}")
+    _fails_cleanly(result, "model/resnet", "mer3dcnn", "microexpstcnn")
+
+
+def test_evaluate_without_a_target_says_what_to_give(tmp_path):
+    result = run_script("evaluate.py", f"paths.root_dir={tmp_path}")
+    _fails_cleanly(result, "ckpt_path", "run_id")

@@ -1,0 +1,42 @@
+import pytest
+import torch
+
+from mer.models.mer3dcnn import MER3DCNN
+from mer.models.microexpstcnn import MicroExpSTCNN
+
+
+def n_params(model):
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def test_table2_shapes_and_parameter_count():
+    model = MER3DCNN(num_classes=3, depth=10, size=128, dropout=0.3)
+    assert n_params(model) == 452_611
+    x = torch.zeros(2, 1, 10, 128, 128)
+    shapes = []
+    for layer in model.features:
+        x = layer(x)
+        shapes.append(tuple(x.shape[1:]))
+    # Table II: conv 32x8x126x126, pool 32x2x42x42, dropout, pool 32x1x21x21, dropout, flatten 14112
+    assert shapes == [(32, 8, 126, 126), (32, 8, 126, 126), (32, 2, 42, 42), (32, 2, 42, 42),
+                      (32, 1, 21, 21), (32, 1, 21, 21), (14112,)]
+    assert model(torch.zeros(2, 1, 10, 128, 128)).shape == (2, 3)
+    assert sum(isinstance(m, torch.nn.Dropout) for m in model.modules()) == 4
+
+
+def test_shapes_follow_the_config():
+    model = MER3DCNN(num_classes=5, depth=12, size=64)
+    assert model(torch.zeros(1, 1, 12, 64, 64)).shape == (1, 5)
+
+
+def test_microexpstcnn_baseline_shapes():
+    model = MicroExpSTCNN(num_classes=3, depth=18, size=64)
+    assert model.features(torch.zeros(1, 1, 18, 64, 64)).shape == (1, 32 * 1 * 20 * 20)
+    assert model(torch.zeros(4, 1, 18, 64, 64)).shape == (4, 3)
+
+
+def test_bad_model_values_are_refused():
+    with pytest.raises(ValueError, match="dropout"):
+        MER3DCNN(dropout=1.5)
+    with pytest.raises(ValueError, match="temporal_kernel"):
+        MicroExpSTCNN(depth=10, temporal_kernel=15)
