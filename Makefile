@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup train test test-all bench ui generate clean
+.PHONY: setup train test test-all ui generate clean
 
 setup: $(STAMP)
 
@@ -30,9 +30,6 @@ test: setup
 
 test-all: setup
 	$(PY) -m pytest -m "slow or not slow" $(PYTEST_ARGS)
-
-bench: setup
-	$(PY) benchmarks/run.py
 
 generate: setup
 	$(VENV)/bin/mer generate data/builtin_smic

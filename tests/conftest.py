@@ -39,7 +39,6 @@ def base_overrides(tmp_path: Path, tree: Path, shared: dict[str, Path]) -> list[
         f"logger.tracking_uri=sqlite:///{shared['store']}",
         f"logger.artifact_location={shared['store'].parent}/artifacts",
         f"data.root={tree}",
-        "data.generator=null",
         "data.preprocess_workers=1",
         "trainer.enable_progress_bar=false",
         "trainer.enable_model_summary=false",

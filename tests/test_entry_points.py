@@ -17,7 +17,7 @@ def test_three_value_multirun_makes_three_grouped_runs(tmp_path, tiny_tree, shar
     assert {r.info.status for r in runs} == {"FINISHED"}
     assert sorted(r.data.params["optim.lr"] for r in runs) == ["0.0001", "0.001", "0.01"]
     assert len({r.data.tags["mer.sweep_id"] for r in runs}) == 1
-    assert sorted(r.info.run_name for r in runs) == ["lr=0.0001 seed=1", "lr=0.001 seed=1", "lr=0.01 seed=1"]
+    assert sorted(r.info.run_name for r in runs) == [f"lr={lr} max_epochs=1 seed=1" for lr in ("0.0001", "0.001", "0.01")]
 
 
 def test_evaluate_a_run_reproduces_its_metrics(tmp_path, tiny_tree, shared_dirs):
@@ -29,7 +29,7 @@ def test_evaluate_a_run_reproduces_its_metrics(tmp_path, tiny_tree, shared_dirs)
     result = run_script("evaluate.py", f"run_id={run.info.run_id}", f"logger.tracking_uri={store}",
                         f"paths.root_dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
-    printed = dict(line.split() for line in result.stdout.strip().splitlines())
+    printed = dict(line.split() for line in result.stdout.splitlines() if line.startswith("eval/"))
     assert float(printed["eval/acc"]) == run.data.metrics["test/acc"]
     assert client.get_run(run.info.run_id).data.metrics["eval/acc"] == run.data.metrics["test/acc"]
 

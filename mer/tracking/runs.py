@@ -19,6 +19,10 @@ from mer.tracking.store import ensure_store
 TRACKED_PACKAGES = ("mer", "torch", "pytorch-lightning", "torchmetrics", "hydra-core", "omegaconf", "mlflow",
                     "numpy", "opencv-python-headless", "dlib-bin", "albumentations", "onnxruntime")
 MAX_PARAMS_PER_BATCH = 100  # MLflow's limit for one log_batch call
+# Left out of run names: where a run reads and writes, and how it looks, not what it
+# computes (all overrides are still in the `mer.overrides` tag). Seed is appended last.
+UNNAMED_KEYS = ("seed", "test", "hydra.", "paths.", "logger.", "trainer.enable_", "data.root", "data.generator",
+                "data.preprocess_workers", "data.num_workers")
 
 
 def flatten(config: dict, prefix: str = "") -> dict[str, str]:
@@ -38,7 +42,7 @@ def run_name(overrides: Sequence[str], seed: int, model_name: str) -> str:
     parts = []
     for override in overrides:
         key, _, value = override.lstrip("+~").partition("=")
-        if key in ("seed", "hydra.verbose") or key.startswith(("paths.", "logger.", "hydra.")):
+        if key.startswith(UNNAMED_KEYS):
             continue
         parts.append(f"{key.rsplit('.', 1)[-1]}={value}")
     return " ".join(parts or [model_name]) + f" seed={seed}"
