@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup train test test-all ui generate clean
+.PHONY: setup train test test-all bench ui generate clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,9 @@ test-all: setup
 
 generate: setup
 	$(VENV)/bin/mer generate data/builtin_smic
+
+bench: setup
+	$(PY) benchmarks/run.py
 
 ui: setup
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///outputs/mlflow.db --port 5000

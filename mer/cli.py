@@ -17,6 +17,26 @@ def _generate(args: argparse.Namespace) -> None:
     print(f"wrote {settings.subjects * settings.clips_per_subject} clips in the SMIC-HS layout under {root}")
 
 
+def _preview(args: argparse.Namespace) -> None:
+    import matplotlib.pyplot as plt
+    from hydra import compose, initialize_config_dir
+
+    from mer.config import CONFIG_DIR
+    from mer.preprocess.frames import FrameSource
+    from mer.preprocess.pipeline import PreprocessSettings
+    from mer.preprocess.preview import preview_figure
+
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=args.overrides)
+    settings = PreprocessSettings(**cfg.preprocess)
+    source = FrameSource(Path(args.clip))
+    figure = preview_figure(source, settings, args.apex, args.onset)
+    output = Path(args.output or f"{Path(args.clip).name}-preview.png")
+    figure.savefig(output, dpi=110)
+    plt.close(figure)
+    print(f"wrote {output}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mer", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -29,6 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     generate.add_argument("--max-frames", type=int, default=defaults.max_frames)
     generate.add_argument("--seed", type=int, default=defaults.seed)
     generate.set_defaults(handler=_generate)
+    preview = commands.add_parser("preview", help="draw one clip through every preprocessing stage (PNG)")
+    preview.add_argument("clip", help="a clip's frame folder or video file")
+    preview.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. preprocess=face_only preprocess.margin=0.3")
+    preview.add_argument("-o", "--output", help="PNG to write (default: <clip>-preview.png)")
+    preview.add_argument("--apex", type=int, help="apex frame index (default: the clip centre)")
+    preview.add_argument("--onset", type=int, help="onset (reference) frame index (default: the first frame of the window)")
+    preview.set_defaults(handler=_preview)
     args = parser.parse_args(argv)
     try:
         args.handler(args)

@@ -14,11 +14,13 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import MLFlowLogger
 
 from mer import config  # noqa: F401  (registers resolvers)
+from mer.data.augment import build_augmenter
 from mer.data.cache import ClipCache
 from mer.data.datamodule import ClipDataModule
 from mer.data.sources import index_dataset
 from mer.models.module import MicroExpressionModule
 from mer.preprocess.pipeline import PreprocessSettings
+from mer.preprocess.preview import preview_figure
 from mer.reporting.confusion import confusion_figure
 from mer.tracking.runs import TrackedRun, tracked_run
 
@@ -44,6 +46,7 @@ def build_datamodule(cfg: DictConfig, progress: bool = True) -> ClipDataModule:
         num_workers=cfg.data.num_workers,
         preprocess_workers=cfg.data.preprocess_workers,
         progress=progress,
+        augment=build_augmenter(cfg.get("augment"), cfg.seed),
     )
 
 
@@ -71,7 +74,7 @@ def hydra_tags() -> dict[str, str]:
     return tags
 
 
-def log_data(run: TrackedRun, datamodule: ClipDataModule) -> None:
+def log_data(run: TrackedRun, datamodule: ClipDataModule, dataset_name: str) -> None:
     report = datamodule.report
     split = datamodule.split
     run.log_params({"data.clips_ok": len(report.ok), "data.clips_failed": len(report.failed),
@@ -81,6 +84,12 @@ def log_data(run: TrackedRun, datamodule: ClipDataModule) -> None:
     run.log_artifact(datamodule.cache.manifest_path, "data")
     if report.failed:
         run.log_artifact(datamodule.cache.failures_path, "data")
+    # What the network sees, for the first clip of this dataset.
+    record = min(report.ok, key=lambda r: r.clip_id)
+    figure = preview_figure(record.open(), datamodule.cache.settings, record.apex, record.onset,
+                            title=f"{dataset_name}: {record.clip_id} ({record.label})")
+    run.log_figure(figure, f"preview/{record.clip_id}.png")
+    plt.close(figure)
 
 
 def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
@@ -91,7 +100,7 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
         datamodule = build_datamodule(cfg)
         datamodule.prepare_data()
         datamodule.setup("fit")
-        log_data(run, datamodule)
+        log_data(run, datamodule, cfg.data.name)
 
         module = build_module(cfg)
         logger = MLFlowLogger(experiment_name=cfg.logger.experiment_name, tracking_uri=cfg.logger.tracking_uri, run_id=run.run_id)

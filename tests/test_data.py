@@ -1,6 +1,7 @@
 """Built-in generator, SMIC-HS loader, holdout split and clip cache."""
 
 import json
+from pathlib import Path
 import shutil
 
 import cv2
@@ -8,6 +9,8 @@ import numpy as np
 import pytest
 
 from mer.data.cache import ClipCache
+from mer.data.face_sources import FaceSource
+from mer.data.records import ClipRecord
 from mer.data.generator import clip_plan
 from mer.data.smic import index_smic_hs
 from mer.data.splits import holdout_split, load_or_make_split
@@ -27,7 +30,7 @@ def test_generator_tree_reads_back_with_right_labels_and_subjects(tiny_tree):
     abbreviations = {"negative": "ne", "positive": "po", "surprise": "sur"}
     for r in records:
         assert r.clip_id.startswith(f"{r.subject}_{abbreviations[r.label]}_")
-        assert r.folder.parent.name == r.label and r.folder.parents[2].name == r.subject
+        assert r.path.parent.name == r.label and r.path.parents[2].name == r.subject
         assert TINY.min_frames <= len(r.frames) <= TINY.max_frames
         numbers = [frame_number(f) for f in r.frames]
         assert numbers == sorted(numbers) and numbers[0] >= 100_000
@@ -70,9 +73,7 @@ def test_holdout_split_is_stratified_seeded_and_saved(tiny_tree, tmp_path):
 
 
 def test_smic_sized_split_is_the_papers_131_33():
-    from mer.data.records import ClipRecord
-
-    records = [ClipRecord(f"c{i}", f"s{i % 20}", label, ()) for i, label in
+    records = [ClipRecord(f"c{i}", f"s{i % 20}", label, Path(f"c{i}")) for i, label in
                enumerate(["negative"] * 70 + ["positive"] * 51 + ["surprise"] * 43)]
     split = holdout_split(records, 0.2, seed=0)
     assert (len(split["train"]), len(split["val"])) == (131, 33)
@@ -92,17 +93,43 @@ def test_cache_reuses_clips_and_separates_configs(tiny_tree, tmp_path):
     assert not list(cache.dir.glob(".*tmp*")), "no temporary files left behind"
 
 
-def test_bad_clip_is_reported_and_the_rest_is_cached(tiny_tree, tmp_path):
+def test_bad_clips_are_reported_and_the_rest_is_cached(tiny_tree, tmp_path):
     tree = tmp_path / "tree"
     shutil.copytree(tiny_tree, tree)
-    records = index_smic_hs(tree)[0][:4]
-    for frame in records[1].frames:
+    good = index_smic_hs(tree)[0][:3]
+    corrupt, mixed = index_smic_hs(tree)[0][3:5]
+    for frame in corrupt.frames:
         frame.write_bytes(b"\x00garbage")
+    cv2.imwrite(str(mixed.frames[len(mixed.frames) // 2]), np.zeros((240, 320, 3), np.uint8))
+    empty_video = tmp_path / "empty.avi"
+    empty_video.write_bytes(b"")
+    bad = [corrupt, mixed, ClipRecord("empty_video", "s9", "positive", empty_video),
+           ClipRecord("missing", "s9", "surprise", tmp_path / "no_such_clip")]
     cache = ClipCache(tmp_path / "cache", PreprocessSettings(), tree)
-    report = cache.build(records, workers=2, progress=False)
-    assert [r.clip_id for r, _ in report.failed] == [records[1].clip_id]
-    assert "unreadable or corrupt image" in report.failed[0][1] and str(records[1].folder) in report.failed[0][1]
-    assert len(report.ok) == 3
+    report = cache.build([*good, *bad], workers=2, progress=False)
+    reasons = {r.clip_id: why for r, why in report.failed}
+    assert sorted(reasons) == sorted(r.clip_id for r in bad)
+    assert "unreadable or corrupt image" in reasons[corrupt.clip_id] and str(corrupt.path) in reasons[corrupt.clip_id]
+    assert "differ in size" in reasons[mixed.clip_id]
+    assert "no frames could be decoded" in reasons["empty_video"]
+    assert "does not exist" in reasons["missing"]
+    assert sorted(r.clip_id for r in report.ok) == sorted(r.clip_id for r in good)
     assert len(list(cache.dir.glob("*.npz"))) == 3, "the cache holds only good clips"
-    assert records[1].clip_id in cache.failures_path.read_text()
-    assert records[1].clip_id in json.loads(cache.manifest_path.read_text())["failed"]
+    assert all(r.clip_id in cache.failures_path.read_text() for r in bad)
+    assert sorted(json.loads(cache.manifest_path.read_text())["failed"]) == sorted(reasons)
+
+
+def test_augmentation_is_clip_consistent_and_off_for_the_paper(make_cfg):
+    from mer.data.augment import build_augmenter
+
+    assert build_augmenter(make_cfg("experiment=paper").augment, seed=0) is None
+    augmenter = build_augmenter(make_cfg("augment=light").augment, seed=0)
+    frame = cv2.cvtColor(cv2.resize(FaceSource("astronaut", "skimage", "data/astronaut.png").load_bgr(), (128, 128)), cv2.COLOR_BGR2GRAY)
+    clip = np.repeat(frame[None], 10, axis=0)
+    outputs = [augmenter(clip) for _ in range(8)]
+    assert all(out.shape == clip.shape and out.dtype == np.uint8 for out in outputs)
+    changed = [out for out in outputs if not np.array_equal(out, clip)]
+    assert changed, "some draws must transform the clip"
+    for out in changed:
+        # Noise is drawn per frame; geometry and brightness are shared: frames stay alike.
+        assert np.abs(out.astype(float) - out[0]).mean() < 6

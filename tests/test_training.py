@@ -53,7 +53,7 @@ def test_a_run_is_tracked_with_config_metrics_and_artifacts(make_cfg):
     assert len(client.get_metric_history(run.info.run_id, "val/acc")) == 2
     assert {"test/acc", "test/uf1", "test/uar", "train/loss"} <= set(run.data.metrics)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"checkpoints", "config", "confusion_matrix.png", "data"} <= artifacts
+    assert {"checkpoints", "config", "confusion_matrix.png", "data", "preview"} <= artifacts
     data_files = [a.path for a in client.list_artifacts(run.info.run_id, "data")]
     assert any(p.startswith("data/holdout-") for p in data_files)
 
@@ -71,3 +71,21 @@ def test_same_seed_same_result(make_cfg):
     a = train(make_cfg("trainer.max_epochs=1", "seed=7"), [])
     b = train(make_cfg("trainer.max_epochs=1", "seed=7"), [])
     assert a["train/loss"] == pytest.approx(b["train/loss"], abs=1e-6)
+
+
+def test_one_bad_clip_does_not_stop_the_run(make_cfg, tiny_tree, tmp_path):
+    import shutil
+
+    from mer.data.smic import index_smic_hs
+
+    tree = tmp_path / "tree"
+    shutil.copytree(tiny_tree, tree)
+    broken = index_smic_hs(tree)[0][0]
+    broken.frames[len(broken.frames) // 2].write_bytes(b"")  # inside the apex window
+    cfg = make_cfg(f"data.root={tree}", "logger.run_name=bad-clip-check", "debug=fast")
+    train(cfg, [])
+    (run,) = runs(cfg, "attributes.run_name = 'bad-clip-check'")
+    assert run.info.status == "FINISHED"
+    assert run.data.params["data.clips_failed"] == "1"
+    files = [a.path for a in client_for(cfg).list_artifacts(run.info.run_id, "data")]
+    assert "data/failures.csv" in files

@@ -61,7 +61,7 @@ class CacheReport:
 def _process(job: tuple[ClipRecord, PreprocessSettings, Path]) -> tuple[ClipRecord, str | None]:
     record, settings, path = job
     try:
-        clip = preprocess_clip(record.frames, settings, record.apex)
+        clip = preprocess_clip(record.open(), settings, record.apex, record.onset)
     except MerError as error:
         return record, str(error)
     except Exception as error:  # one bad clip must not end a 164-clip run
@@ -125,15 +125,15 @@ class ClipCache:
             "settings": self.settings.as_dict(),
             "data_root": str(self.data_root.resolve()),
             "versions": library_versions(),
-            "clips": {r.clip_id: {"subject": r.subject, "label": r.label, "folder": str(r.folder)} for r in report.ok},
-            "failed": {r.clip_id: {"folder": str(r.folder), "reason": why} for r, why in report.failed},
+            "clips": {r.clip_id: {"subject": r.subject, "label": r.label, "path": str(r.path)} for r in report.ok},
+            "failed": {r.clip_id: {"path": str(r.path), "reason": why} for r, why in report.failed},
         }
         _atomic_write_bytes(self.manifest_path, lambda h: h.write(json.dumps(manifest, indent=1).encode()))
 
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(["clip_id", "subject", "label", "folder", "reason"])
-        writer.writerows([r.clip_id, r.subject, r.label, str(r.folder), why] for r, why in report.failed)
+        writer.writerow(["clip_id", "subject", "label", "path", "reason"])
+        writer.writerows([r.clip_id, r.subject, r.label, str(r.path), why] for r, why in report.failed)
         _atomic_write_bytes(self.failures_path, lambda h: h.write(buffer.getvalue().encode()))
 
     def load(self, record: ClipRecord) -> np.ndarray:

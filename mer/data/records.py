@@ -5,16 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mer.preprocess.frames import FrameSource
+
 
 @dataclass(frozen=True)
 class ClipRecord:
     clip_id: str  # unique within a dataset, e.g. "s1_po_01"
     subject: str  # e.g. "s1"
     label: str  # class name, e.g. "positive"
-    frames: tuple[Path, ...] = field(repr=False)  # in temporal order
-    apex: int | None = None  # index into `frames`, when the annotation gives it
+    path: Path  # the clip's frame folder or video file
+    frames: tuple[Path, ...] = field(default=(), repr=False)  # in temporal order; empty for a video
+    onset: int | None = None  # indices from the clip's first frame, when annotated
+    apex: int | None = None
     source: str = ""  # dataset name
 
-    @property
-    def folder(self) -> Path:
-        return self.frames[0].parent
+    def open(self) -> FrameSource:
+        return FrameSource(self.path, self.frames)

@@ -45,7 +45,7 @@ def index_smic_hs(root: Path, classes=SMIC_CLASSES) -> tuple[list[ClipRecord], l
                 if not frames:
                     skipped.append((str(clip_dir), "no frame images"))
                     continue
-                records.append(ClipRecord(clip_dir.name, subject, label, tuple(frames), None, "smic_hs"))
+                records.append(ClipRecord(clip_dir.name, subject, label, clip_dir, tuple(frames), source="smic_hs"))
     if not records:
         raise MerError(f"data.root={root}: no usable SMIC-HS clips found (expected {LAYOUT_HINT})")
     return records, skipped

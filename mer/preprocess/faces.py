@@ -7,6 +7,7 @@ every backend must return exactly that layout.
 from __future__ import annotations
 
 import importlib.util
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -34,8 +35,7 @@ class Face:
 
     @property
     def area(self) -> int:
-        x0, y0, x1, y1 = self.box
-        return max(0, x1 - x0) * max(0, y1 - y0)
+        return box_area(self.box)
 
 
 def dlib_predictor_path() -> Path:
@@ -53,6 +53,24 @@ def dlib_predictor_path() -> Path:
     return path
 
 
+class FaceBackend(ABC):
+    """Two steps, timed separately: face boxes, then 68 landmarks inside one box."""
+
+    name = "base"
+
+    @abstractmethod
+    def detect_boxes(self, gray: np.ndarray) -> list[tuple[int, int, int, int]]:
+        """Face boxes (x0, y0, x1, y1) in a greyscale frame."""
+
+    @abstractmethod
+    def landmarks(self, gray: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+        """(68, 2) float32 points of the iBUG 300-W scheme inside `box`."""
+
+    def detect(self, gray: np.ndarray) -> list[Face]:
+        """Every face with its landmarks."""
+        return [Face(box, self.landmarks(gray, box)) for box in self.detect_boxes(gray)]
+
+
 @lru_cache(maxsize=None)
 def _dlib_models():
     import dlib
@@ -60,7 +78,7 @@ def _dlib_models():
     return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(dlib_predictor_path()))
 
 
-class DlibFaces:
+class DlibFaces(FaceBackend):
     """dlib HOG detector + the iBUG 68-point shape predictor, fully offline."""
 
     name = "dlib"
@@ -68,24 +86,32 @@ class DlibFaces:
     def __init__(self, upsample: int = 0):
         self.upsample = int(upsample)
 
-    def detect(self, gray: np.ndarray) -> list[Face]:
-        detector, predictor = _dlib_models()
-        return [self._face(gray, rect, predictor) for rect in detector(gray, self.upsample)]
+    def detect_boxes(self, gray: np.ndarray) -> list[tuple[int, int, int, int]]:
+        detector, _ = _dlib_models()
+        return [(r.left(), r.top(), r.right(), r.bottom()) for r in detector(gray, self.upsample)]
 
-    def landmarks_in_box(self, gray: np.ndarray, box: tuple[int, int, int, int]) -> Face:
-        """Landmarks inside a known face box (no detection), e.g. on an aligned frame."""
+    def landmarks(self, gray: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
         import dlib
 
         _, predictor = _dlib_models()
-        return self._face(gray, dlib.rectangle(*map(int, box)), predictor)
-
-    @staticmethod
-    def _face(gray, rect, predictor) -> Face:
-        shape = predictor(gray, rect)
-        pts = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
-        return Face((rect.left(), rect.top(), rect.right(), rect.bottom()), pts)
+        shape = predictor(gray, dlib.rectangle(*map(int, box)))
+        return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
 
 
-def largest_face(backend, gray: np.ndarray) -> Face | None:
-    faces = backend.detect(gray)
-    return max(faces, key=lambda f: f.area) if faces else None
+def box_area(box: tuple[int, int, int, int]) -> int:
+    x0, y0, x1, y1 = box
+    return max(0, x1 - x0) * max(0, y1 - y0)
+
+
+def largest_face(backend: FaceBackend, gray: np.ndarray, timer=None) -> Face | None:
+    """The largest detected face with its landmarks (landmarks for that face only)."""
+    from mer.preprocess.timing import NullTimer
+
+    timer = timer or NullTimer()
+    with timer.stage("detect"):
+        boxes = backend.detect_boxes(gray)
+    if not boxes:
+        return None
+    box = max(boxes, key=box_area)
+    with timer.stage("landmarks"):
+        return Face(box, backend.landmarks(gray, box))

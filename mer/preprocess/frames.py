@@ -1,9 +1,11 @@
-"""Reading frames: image folders in numeric frame order, or video files through OpenCV."""
+"""Frames stage: a clip's frames from an image folder (numeric frame order) or a video
+file (OpenCV), as greyscale, all of one size, optionally resized (the paper: 640x480)."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -11,7 +13,7 @@ import numpy as np
 from mer.errors import MerError
 
 IMAGE_SUFFIXES = {".bmp", ".jpg", ".jpeg", ".png", ".tif", ".tiff"}
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".mpg", ".mpeg"}
 _TRAILING_NUMBER = re.compile(r"(\d+)$")
 
 
@@ -43,11 +45,14 @@ def read_gray(path: Path) -> np.ndarray:
     return image
 
 
-def read_video_gray(path: Path, max_frames: int | None = None) -> list[np.ndarray]:
+def read_video_gray(path: Path) -> list[np.ndarray]:
+    path = Path(path)
+    if not path.is_file():
+        raise MerError(f"{path}: video file does not exist")
     capture = cv2.VideoCapture(str(path))
     frames: list[np.ndarray] = []
     try:
-        while max_frames is None or len(frames) < max_frames:
+        while True:
             ok, frame = capture.read()
             if not ok:
                 break
@@ -57,3 +62,45 @@ def read_video_gray(path: Path, max_frames: int | None = None) -> list[np.ndarra
     if not frames:
         raise MerError(f"{path}: no frames could be decoded (empty, corrupt or unsupported video)")
     return frames
+
+
+class FrameSource:
+    """Random access to a clip's greyscale frames, reading only what is asked for.
+    A video is decoded once, in order (seeking is unreliable in many codecs)."""
+
+    def __init__(self, path: Path, frames: Sequence[Path] = ()):
+        self.path = Path(path)
+        self.frames = list(frames)
+        self._video: list[np.ndarray] | None = None
+        if not self.frames:
+            if self.path.suffix.lower() in VIDEO_SUFFIXES:
+                self._video = read_video_gray(self.path)
+            elif self.path.is_dir():
+                self.frames = list_frames(self.path)
+            elif not self.path.exists():
+                raise MerError(f"{self.path}: clip path does not exist")
+            else:
+                raise MerError(f"{self.path}: neither a frame folder nor a video ({sorted(VIDEO_SUFFIXES)})")
+        if len(self) == 0:
+            raise MerError(f"{self.path}: clip has no frames")
+
+    def __len__(self) -> int:
+        return len(self._video) if self._video is not None else len(self.frames)
+
+    def name(self, index: int) -> str:
+        return str(self.frames[index]) if self._video is None else f"{self.path} frame {index}"
+
+    def read(self, indices: Sequence[int], size: Sequence[int] | None = None) -> dict[int, np.ndarray]:
+        """Frames by index, checked to share one resolution, resized to `size` (w, h) if given."""
+        out = {i: (self._video[i] if self._video is not None else read_gray(self.frames[i])) for i in dict.fromkeys(indices)}
+        shapes = {image.shape for image in out.values()}
+        if len(shapes) > 1:
+            first = next(iter(out.values())).shape
+            odd = next(i for i, image in out.items() if image.shape != first)
+            raise MerError(f"{self.path}: frames of one clip differ in size ({self.name(odd)} is "
+                           f"{out[odd].shape[1]}x{out[odd].shape[0]}, others {first[1]}x{first[0]}); re-export the clip")
+        if size is not None:
+            w, h = size
+            out = {i: image if image.shape == (h, w) else cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+                   for i, image in out.items()}
+        return out

@@ -1,22 +1,29 @@
-"""The tiered preprocessing of one clip: frames -> face -> alignment -> landmarks -> crop
--> eye mask -> recombined regions -> greyscale, over `depth` frames around the apex."""
+"""The tiered preprocessing of one clip (paper Sec. III-B, Fig. 3):
+
+frames -> face detection -> alignment -> 68 landmarks -> face crop -> eye mask
+-> eye+brow and mouth regions recombined -> greyscale, over `depth` frames around the apex.
+
+Each stage is its own module; this file only orders them and times them."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
 
 from mer.errors import MerError
 from mer.preprocess.align import alignment_matrix
-from mer.preprocess.faces import DlibFaces, largest_face
-from mer.preprocess.frames import read_gray
+from mer.preprocess.faces import DlibFaces, FaceBackend, largest_face
+from mer.preprocess.frames import FrameSource
 from mer.preprocess.regions import ClipGeometry, clip_geometry, layout
 from mer.preprocess.temporal import window_indices
+from mer.preprocess.timing import NullTimer, StageTimer
 
 ALIGNMENT_MODES = ("reference", "per_frame")
+MISSING_FACE_POLICIES = ("reuse", "skip")
+BACKENDS = ("dlib", "insightface")
 
 
 @dataclass(frozen=True)
@@ -25,81 +32,99 @@ class PreprocessSettings:
 
     depth: int = 10
     size: int = 128
+    frame_size: tuple[int, int] | None = (640, 480)
     layout: str = "regions"
     eye_mask: bool = True
     mask_scale: float = 1.4
     margin: float = 0.2
     alignment: str = "reference"
+    on_missing_face: str = "reuse"
     backend: str = "dlib"
     detector_upsample: int = 0
+    insightface_model_dir: str = "~/.insightface/models/buffalo_l"
 
     def __post_init__(self):
         layout(self.layout)
-        if self.alignment not in ALIGNMENT_MODES:
-            raise MerError(f"preprocess.alignment={self.alignment!r} is unknown; choose one of {ALIGNMENT_MODES}")
+        for key, value, allowed in (("alignment", self.alignment, ALIGNMENT_MODES),
+                                    ("on_missing_face", self.on_missing_face, MISSING_FACE_POLICIES),
+                                    ("backend", self.backend, BACKENDS)):
+            if value not in allowed:
+                raise MerError(f"preprocess.{key}={value!r} is unknown; choose one of {list(allowed)}")
         if self.depth < 1 or self.size < 8:
             raise MerError(f"preprocess.depth must be >= 1 and preprocess.size >= 8 (got {self.depth}, {self.size})")
-        if self.backend != "dlib":
-            raise MerError(f"preprocess.backend={self.backend!r} is unknown; available: ['dlib']")
+        if self.frame_size is not None:
+            object.__setattr__(self, "frame_size", tuple(int(v) for v in self.frame_size))
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def face_backend(settings: PreprocessSettings) -> DlibFaces:
+@lru_cache(maxsize=None)
+def face_backend(settings: PreprocessSettings) -> FaceBackend:
+    """One backend per process and settings (insightface loads ONNX sessions)."""
+    if settings.backend == "insightface":
+        from mer.preprocess.insightface_backend import InsightFaces
+
+        return InsightFaces(settings.insightface_model_dir)
     return DlibFaces(upsample=settings.detector_upsample)
 
 
-def geometry_for(gray: np.ndarray, backend, settings: PreprocessSettings) -> ClipGeometry | None:
+def geometry_for(gray: np.ndarray, backend: FaceBackend, settings: PreprocessSettings, timer: StageTimer | None = None
+                 ) -> ClipGeometry | None:
     """Detect, align and landmark one frame; None when no face is found."""
-    face = largest_face(backend, gray)
+    timer = timer or NullTimer()
+    face = largest_face(backend, gray, timer)
     if face is None:
         return None
-    return clip_geometry(
-        face.landmarks,
-        alignment_matrix(face.landmarks),
-        settings.layout,
-        settings.size,
-        settings.margin,
-        settings.eye_mask,
-        settings.mask_scale,
-    )
+    with timer.stage("align+crop+mask geometry"):
+        return clip_geometry(face.landmarks, alignment_matrix(face.landmarks), settings.layout, settings.size,
+                             settings.margin, settings.eye_mask, settings.mask_scale)
 
 
-def preprocess_frames(
-    frames: Sequence[np.ndarray], settings: PreprocessSettings, backend=None, reference: int = 0
-) -> np.ndarray:
+def preprocess_frames(frames: Sequence[np.ndarray], reference: np.ndarray, settings: PreprocessSettings,
+                      backend: FaceBackend | None = None, timer: StageTimer | None = None) -> np.ndarray:
     """(depth, size, size) uint8 from already-selected greyscale frames.
 
     Reference mode finds the face once, on `reference` (the onset), and applies that
     geometry to every frame: per-frame landmark jitter is larger than a micro-expression
-    and would drown it. If the reference frame has no face, the next frames are tried.
-    Per-frame mode re-detects on each frame and reuses the last good geometry where a
-    frame has no face."""
+    and would drown it. If the reference has no face, the selected frames are tried in
+    order. Per-frame mode re-detects on each frame; where a frame has no face it reuses
+    the last good geometry (`on_missing_face=reuse`) or fails the clip (`skip`)."""
     backend = backend or face_backend(settings)
-    order = list(range(reference, len(frames))) + list(range(0, reference))
+    timer = timer or NullTimer()
     geometry = None
-    for i in order:
-        geometry = geometry_for(frames[i], backend, settings)
+    for candidate in (reference, *frames):
+        geometry = geometry_for(candidate, backend, settings, timer)
         if geometry is not None:
             break
     if geometry is None:
-        raise MerError("no face found in any selected frame")
+        raise MerError("no face found in the reference frame nor in any selected frame")
     out = np.empty((len(frames), settings.size, settings.size), dtype=np.uint8)
     for i, gray in enumerate(frames):
         if settings.alignment == "per_frame":
-            geometry = geometry_for(gray, backend, settings) or geometry
-        out[i] = geometry.apply(gray)
+            found = geometry_for(gray, backend, settings, timer)
+            if found is None and settings.on_missing_face == "skip":
+                raise MerError(f"no face in selected frame {i} (preprocess.on_missing_face=skip)")
+            geometry = found or geometry
+        with timer.stage("warp regions+mask"):
+            out[i] = geometry.apply(gray)
     return out
 
 
-def preprocess_clip(
-    frame_paths: Sequence[Path], settings: PreprocessSettings, apex: int | None = None, backend=None
-) -> np.ndarray:
-    """Read only the `depth` frames around the apex (plus the onset as reference) and
-    preprocess them. `apex` is an index into `frame_paths`."""
-    if not frame_paths:
-        raise MerError("clip has no frames")
-    indices = window_indices(len(frame_paths), settings.depth, apex)
-    frames = [read_gray(frame_paths[i]) for i in indices]
-    return preprocess_frames(frames, settings, backend)
+def reference_index(n_frames: int, window: Sequence[int], onset: int | None) -> int:
+    """The annotated onset when there is one, else the window's first frame: a clip cut
+    at onset starts there anyway, and in a long recording the head may have moved far
+    from its first frame by the time of the apex."""
+    return window[0] if onset is None else int(np.clip(onset, 0, n_frames - 1))
+
+
+def preprocess_clip(source: FrameSource, settings: PreprocessSettings, apex: int | None = None, onset: int | None = None,
+                    backend: FaceBackend | None = None, timer: StageTimer | None = None) -> np.ndarray:
+    """Read only the `depth` frames around the apex plus the reference frame, and
+    preprocess them. Indices count from the clip's first frame."""
+    timer = timer or NullTimer()
+    indices = window_indices(len(source), settings.depth, apex)
+    reference = reference_index(len(source), indices, onset)
+    with timer.stage("read frames+grey"):
+        frames = source.read([reference, *indices], settings.frame_size)
+    return preprocess_frames([frames[i] for i in indices], frames[reference], settings, backend, timer)
