@@ -45,6 +45,7 @@ def load_checkpoint(path: Path) -> tuple[MicroExpressionModule, DictConfig]:
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
+    from mer.data.prepare import prepare_data
     from mer.training import build_datamodule
 
     if (cfg.ckpt_path is None) == (cfg.run_id is None):
@@ -55,7 +56,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         module, run_cfg = load_checkpoint(path)
     if cfg.data_root:
         run_cfg.data.root = cfg.data_root
-    datamodule = build_datamodule(run_cfg)
+    data = prepare_data(run_cfg)
+    # A run's config names its fold (protocol.fold); a holdout has just one.
+    datamodule = build_datamodule(run_cfg, data, data.selected_folds()[0])
     trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_model_summary=False, accelerator="auto", devices=1)
     results = trainer.test(module, datamodule=datamodule, verbose=False)[0]
     metrics = {f"eval/{name}": float(results[f"test/{name}"]) for name in METRICS}

@@ -13,7 +13,7 @@ from mer.data.face_sources import FaceSource
 from mer.data.records import ClipRecord
 from mer.data.generator import clip_plan
 from mer.data.smic import index_smic_hs
-from mer.data.splits import holdout_split, load_or_make_split
+from mer.data.splits import ProtocolSettings, holdout_split, load_or_make_folds, make_folds
 from mer.errors import MerError
 from mer.preprocess.frames import frame_number
 from mer.preprocess.pipeline import PreprocessSettings
@@ -59,24 +59,45 @@ def test_holdout_split_is_stratified_seeded_and_saved(tiny_tree, tmp_path):
     a = holdout_split(records, 0.2, seed=0)
     assert a == holdout_split(records, 0.2, seed=0)
     assert a != holdout_split(records, 0.2, seed=1)
+    kept, held = a
     labels = {r.clip_id: r.label for r in records}
     for label in set(labels.values()):
         members = [c for c in labels if labels[c] == label]
-        assert sum(labels[c] == label for c in a["val"]) == round(0.2 * len(members))
-    assert set(a["train"]).isdisjoint(a["val"]) and len(a["train"]) + len(a["val"]) == len(records)
-    saved, path = load_or_make_split(tmp_path, records, 0.2, 0, True, False)
-    assert json.loads(path.read_text())["val"] == a["val"]
-    assert load_or_make_split(tmp_path, records, 0.2, 0, True, False)[1] == path
-    disjoint = holdout_split(records, 0.2, seed=0, subject_disjoint=True)
+        assert sum(labels[c] == label for c in held) == round(0.2 * len(members))
+    assert set(kept).isdisjoint(held) and len(kept) + len(held) == len(records)
+    document, path = load_or_make_folds(tmp_path, records, ProtocolSettings())
+    (fold,) = json.loads(path.read_text())["folds"]
+    assert (fold["train"], fold["test"], fold["val"]) == (kept, held, [])
+    assert load_or_make_folds(tmp_path, records, ProtocolSettings())[1] == path, "the saved split is reused"
+    other_seed = load_or_make_folds(tmp_path, records, ProtocolSettings(split_seed=5))
+    assert other_seed[1] != path and other_seed[0]["folds"][0]["test"] != held
+    kept_s, held_s = holdout_split(records, 0.2, seed=0, subject_disjoint=True)
     subject = {r.clip_id: r.subject for r in records}
-    assert {subject[c] for c in disjoint["val"]}.isdisjoint(subject[c] for c in disjoint["train"])
+    assert {subject[c] for c in held_s}.isdisjoint(subject[c] for c in kept_s)
 
 
 def test_smic_sized_split_is_the_papers_131_33():
     records = [ClipRecord(f"c{i}", f"s{i % 20}", label, Path(f"c{i}")) for i, label in
                enumerate(["negative"] * 70 + ["positive"] * 51 + ["surprise"] * 43)]
-    split = holdout_split(records, 0.2, seed=0)
-    assert (len(split["train"]), len(split["val"])) == (131, 33)
+    kept, held = holdout_split(records, 0.2, seed=0)
+    assert (len(kept), len(held)) == (131, 33)
+
+
+def test_loso_and_kfold_folds_cover_every_clip_once(tiny_tree):
+    records, _ = index_smic_hs(tiny_tree)
+    subject = {r.clip_id: r.subject for r in records}
+    loso = make_folds(records, ProtocolSettings(name="loso", inner_val_fraction=0.25))
+    assert [f["name"] for f in loso] == [f"subject=s{i}" for i in range(1, 7)]
+    for fold in loso:
+        assert {subject[c] for c in fold["test"]} == {fold["name"].split("=")[1]}
+        assert fold["name"].split("=")[1] not in {subject[c] for c in fold["train"] + fold["val"]}
+        assert fold["val"] and set(fold["val"]).isdisjoint(fold["train"])
+    kfold = make_folds(records, ProtocolSettings(name="kfold", k=3))
+    for folds in (loso, kfold):
+        tests = [c for f in folds for c in f["test"]]
+        assert sorted(tests) == sorted(r.clip_id for r in records)
+    with pytest.raises(MerError, match="inner_val_fraction"):
+        ProtocolSettings(selection="val")
 
 
 def test_cache_reuses_clips_and_separates_configs(tiny_tree, tmp_path):

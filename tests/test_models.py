@@ -40,3 +40,27 @@ def test_bad_model_values_are_refused():
         MER3DCNN(dropout=1.5)
     with pytest.raises(ValueError, match="temporal_kernel"):
         MicroExpSTCNN(depth=10, temporal_kernel=15)
+
+
+def test_fast_forward_is_exactly_the_reference_in_float64():
+    torch.manual_seed(0)
+    model = MER3DCNN().double().eval()
+    x = torch.rand(3, 1, 10, 128, 128, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2])
+    grads = []
+    for forward in (model.reference_forward, model.forward):
+        model.zero_grad()
+        logits = forward(x)
+        torch.nn.functional.cross_entropy(logits, y).backward()
+        grads.append((logits.detach(), [p.grad.clone() for p in model.parameters()]))
+    (ref_logits, ref_grads), (fast_logits, fast_grads) = grads
+    assert torch.allclose(ref_logits, fast_logits, atol=1e-10, rtol=0)
+    for ref, fast in zip(ref_grads, fast_grads):
+        assert torch.allclose(ref, fast, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("depth", [10, 11, 12, 18])
+def test_fast_forward_matches_for_other_depths(depth):
+    model = MER3DCNN(depth=depth, size=64).double().eval()
+    x = torch.rand(2, 1, depth, 64, 64, dtype=torch.float64)
+    assert torch.allclose(model(x), model.reference_forward(x), atol=1e-10, rtol=0)

@@ -46,7 +46,8 @@ def test_a_run_is_tracked_with_config_metrics_and_artifacts(make_cfg):
     (run,) = runs(cfg, "attributes.run_name = 'tracked-run-check'")
     assert run.info.status == "FINISHED"
     assert run.data.params["optim.lr"] == "0.001" and run.data.params["seed"] == "1"
-    assert run.data.params["data.n_val"] == "4" and run.data.params["data.clips_failed"] == "0"
+    assert run.data.params["fold.n_test"] == "4" and run.data.params["data.clips_failed"] == "0"
+    assert run.data.params["fold.selected_epoch"] == "1" and run.data.tags["mer.selection"] == "last_epoch"
     for tag in ("versions.torch", "versions.pytorch-lightning", "versions.mlflow", "mlflow.source.git.commit"):
         assert tag in run.data.tags
     client = client_for(cfg)
@@ -89,3 +90,42 @@ def test_one_bad_clip_does_not_stop_the_run(make_cfg, tiny_tree, tmp_path):
     assert run.data.params["data.clips_failed"] == "1"
     files = [a.path for a in client_for(cfg).list_artifacts(run.info.run_id, "data")]
     assert "data/failures.csv" in files
+
+
+def test_loso_runs_every_fold_under_a_parent_with_pooled_metrics(make_cfg):
+    cfg = make_cfg("protocol=loso", "trainer.max_epochs=1", "logger.run_name=loso-check")
+    metrics = train(cfg, ["protocol=loso"])
+    assert {"pooled/acc", "pooled/uf1", "pooled/uar", "pooled/fold_mean_uf1"} <= set(metrics)
+    (parent,) = runs(cfg, "attributes.run_name = 'loso-check'")
+    children = runs(cfg, f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert sorted(c.data.tags["mer.fold"] for c in children) == [f"subject=s{i}" for i in range(1, 7)]
+    assert parent.info.status == "FINISHED" and {c.info.status for c in children} == {"FINISHED"}
+    assert parent.data.metrics["pooled/uf1"] == pytest.approx(metrics["pooled/uf1"])
+    client = client_for(cfg)
+    report = [a.path for a in client.list_artifacts(parent.info.run_id, "report")]
+    assert {"report/folds.md", "report/predictions.csv", "report/confusion_matrix_pooled.png"} <= set(report)
+    table = client.download_artifacts(parent.info.run_id, "report/folds.md")
+    assert "pooled" in open(table).read() and "reported epoch: last" in open(table).read()
+
+
+def test_selection_never_looks_at_test_labels(make_cfg):
+    """With selection on an inner validation split, the chosen epoch is the same when
+    only the test clips' labels change."""
+    import dataclasses
+
+    from mer.data.prepare import prepare_data
+    from mer.training import fit_fold
+    from mer.tracking.runs import tracked_run
+
+    cfg = make_cfg("protocol.inner_val_fraction=0.3", "protocol.selection=val", "trainer.max_epochs=4", "test=false")
+    data = prepare_data(cfg, progress=False)
+    fold = data.selected_folds()[0]
+    classes = list(cfg.data.classes)
+    flipped = [dataclasses.replace(r, label=classes[(classes.index(r.label) + 1) % 3]) if r.clip_id in fold["test"] else r
+               for r in data.records]
+    selected = []
+    for records in (data.records, flipped):
+        with tracked_run(cfg, []) as run:
+            metrics, _ = fit_fold(cfg, dataclasses.replace(data, records=records), fold, run)
+        selected.append((metrics["selected_epoch"], metrics["val/acc"]))
+    assert selected[0] == selected[1]

@@ -77,7 +77,10 @@ class ClipCache:
         self.dir = Path(root) / cache_key(settings, data_root)
 
     def path(self, record: ClipRecord) -> Path:
-        return self.dir / f"{record.subject}__{record.clip_id}.npz"
+        # The clip's source and annotated marks are in the name: an edited annotation
+        # (another apex) or a moved clip makes a new entry, never a stale hit.
+        marks = hashlib.sha256(f"{record.path}|{record.onset}|{record.apex}".encode()).hexdigest()[:8]
+        return self.dir / f"{record.subject}__{record.clip_id}__{marks}.npz"
 
     @property
     def manifest_path(self) -> Path:
@@ -121,6 +124,7 @@ class ClipCache:
 
     def _write_manifest(self, records: Sequence[ClipRecord], report: CacheReport) -> None:
         manifest = {
+            "key": self.dir.name,
             "format": FORMAT_VERSION,
             "settings": self.settings.as_dict(),
             "data_root": str(self.data_root.resolve()),

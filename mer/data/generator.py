@@ -15,8 +15,11 @@ import math
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -63,7 +66,7 @@ class GeneratorSettings:
     min_frames: int = 12
     max_frames: int = 16
     face_width: int = 210  # face box width in the 640x480 frame, like SMIC-HS's framing
-    intensity: float = 1.0  # scales every displacement
+    intensity: float = 0.6  # scales every displacement
     noise: float = 2.0  # sensor noise, grey levels (std)
     seed: int = 0
 
@@ -90,6 +93,33 @@ def portrait(source: FaceSource, backend: DlibFaces) -> Portrait:
         raise MerError(f"{source.path()}: expected at least {source.face_index + 1} faces, dlib found {len(faces)}")
     face = faces[source.face_index]
     return Portrait(image, face.landmarks, face.box)
+
+
+@lru_cache(maxsize=None)
+def source_portrait(index: int) -> Portrait:
+    """The portrait of `FACE_SOURCES[index]`, cached: face detection is the slow part of
+    generation, and one process may write several trees from the same faces."""
+    return portrait(FACE_SOURCES[index], DlibFaces(upsample=1))
+
+
+@contextmanager
+def staged_tree(root: Path) -> Iterator[Path]:
+    """A temporary sibling of `root` to write into, renamed to `root` when the block ends
+    without error, so an interrupted run never leaves a partial tree that a later run
+    would take for complete."""
+    root = Path(root)
+    if root.exists() and any(root.iterdir()):
+        raise MerError(f"{root} is not empty; the generator writes only into a new or empty folder")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.partial-", dir=root.parent))
+    try:
+        yield staging
+        if root.exists():
+            root.rmdir()
+        os.replace(staging, root)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def interocular_distance(landmarks: np.ndarray) -> float:
@@ -157,19 +187,11 @@ def render_clip(portrait_: Portrait, label: str, n_frames: int, rng: np.random.G
 
 
 def generate_smic_hs(root: Path, settings: GeneratorSettings = GeneratorSettings(), progress: bool = True) -> Path:
-    """Write the built-in dataset to `root` as `HS/s{N}/micro/{class}/s{N}_{ab}_{NN}/image{6d}.bmp`.
-
-    Written into a temporary sibling folder and renamed at the end, so an interrupted
-    run never leaves a partial tree that a later run would take for complete."""
+    """Write the built-in dataset to `root` as `HS/s{N}/micro/{class}/s{N}_{ab}_{NN}/image{6d}.bmp`."""
     root = Path(root)
-    if root.exists() and any(root.iterdir()):
-        raise MerError(f"{root} is not empty; the generator writes only into a new or empty folder")
-    backend = DlibFaces(upsample=1)
-    portraits = {n + 1: portrait(FACE_SOURCES[n], backend) for n in range(settings.subjects)}
-    rng = np.random.default_rng(settings.seed)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.partial-", dir=root.parent))
-    try:
+    with staged_tree(root) as staging:
+        portraits = {n + 1: source_portrait(n) for n in range(settings.subjects)}
+        rng = np.random.default_rng(settings.seed)
         counters: dict[tuple[int, str], int] = {}
         plan = clip_plan(settings)
         for clip_number, (subject, label) in enumerate(tqdm(plan, desc="generating built-in clips", disable=not progress)):
@@ -182,10 +204,4 @@ def generate_smic_hs(root: Path, settings: GeneratorSettings = GeneratorSettings
             first = 100_000 + 1_000 * clip_number + int(rng.integers(0, 500))
             for t, frame in enumerate(render_clip(portraits[subject], label, n_frames, rng, settings)):
                 cv2.imwrite(str(folder / f"image{first + t:06d}.bmp"), frame)
-        if root.exists():
-            root.rmdir()
-        os.replace(staging, root)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return root

@@ -2,25 +2,50 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
+from typing import Callable
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from mer.data.generator import GeneratorSettings, generate_smic_hs
+from mer.data.casme2 import index_casme2
+from mer.data.composite import index_composite
+from mer.data.generator import GeneratorSettings
+from mer.data.layouts import generate_layout
 from mer.data.records import ClipRecord
+from mer.data.samm import index_samm
 from mer.data.smic import index_smic_hs
+from mer.data.smic_e import index_smic_e
 from mer.errors import MerError
 
-INDEXERS = {"smic_hs": index_smic_hs}
+INDEXERS = {
+    "smic_hs": index_smic_hs,
+    "smic_e": index_smic_e,
+    "casme2": index_casme2,
+    "samm": index_samm,
+    "composite": index_composite,
+}
+
+
+def indexer_options(indexer: Callable, data: DictConfig) -> dict:
+    """The optional `data.*` keys an indexer reads: its keyword-only parameters
+    (`annotation`, `label_map`, `roots`, ...), passed when set and not null."""
+    options = {}
+    for parameter in inspect.signature(indexer).parameters.values():
+        value = data.get(parameter.name) if parameter.kind is parameter.KEYWORD_ONLY else None
+        if value is not None:
+            options[parameter.name] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+    return options
 
 
 def index_dataset(data: DictConfig, progress: bool = True) -> tuple[list[ClipRecord], list[tuple[str, str]]]:
-    """Records and skipped folders for `data`; writes the built-in data first when the
-    config asks for it and its folder is missing or empty."""
+    """Records and skipped folders for `data`; writes the built-in data first (in
+    `data.layout`) when the config asks for it and its folder is missing or empty."""
+    if data.layout not in INDEXERS:
+        raise MerError(f"data.layout={data.layout!r} is unknown; available: {sorted(INDEXERS)}")
     root = Path(data.root).expanduser()
     generator = data.get("generator")
     if generator is not None and (not root.exists() or not any(root.iterdir())):
-        generate_smic_hs(root, GeneratorSettings(**generator), progress=progress)
-    if data.layout not in INDEXERS:
-        raise MerError(f"data.layout={data.layout!r} is unknown; available: {sorted(INDEXERS)}")
-    return INDEXERS[data.layout](root, tuple(data.classes))
+        generate_layout(data.layout, root, GeneratorSettings(**generator), progress=progress)
+    indexer = INDEXERS[data.layout]
+    return indexer(root, tuple(data.classes), **indexer_options(indexer, data))

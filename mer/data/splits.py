@@ -1,10 +1,14 @@
-"""The paper's holdout protocol: one stratified 80/20 split, made once, saved, reused."""
+"""Evaluation protocols as folds of clip ids: holdout (the paper's one stratified 80/20
+split), leave-one-subject-out, stratified k-fold. Each fold has `train`, `test` and an
+optional inner `val` carved from the training clips for model selection. Folds are made
+once, saved, and reused by every later run on the same clips."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -13,6 +17,41 @@ import numpy as np
 from mer.data.records import ClipRecord
 from mer.errors import MerError
 
+PROTOCOLS = ("holdout", "loso", "kfold")
+SELECTIONS = ("last", "val")
+
+
+@dataclass(frozen=True)
+class ProtocolSettings:
+    """Mirrors `conf/protocol/*.yaml`."""
+
+    name: str = "holdout"
+    holdout_fraction: float = 0.2  # holdout: share of clips held out for the reported figure
+    k: int = 5  # kfold
+    split_seed: int = 0  # fixed apart from the training seed: every run sees the same folds
+    stratify: bool = True
+    subject_disjoint: bool = False  # holdout: whole subjects held out
+    inner_val_fraction: float = 0.0  # share of each training part kept aside for selection
+    selection: str = "last"  # which epoch is reported: the last, or the best on the inner val
+    fold: int | None = None  # run one fold only (a Hydra multirun over protocol.fold runs them all)
+
+    def __post_init__(self):
+        if self.name not in PROTOCOLS:
+            raise MerError(f"protocol.name={self.name!r} is unknown; choose one of {list(PROTOCOLS)}")
+        if self.selection not in SELECTIONS:
+            raise MerError(f"protocol.selection={self.selection!r} is unknown; choose one of {list(SELECTIONS)}")
+        if self.selection == "val" and not self.inner_val_fraction > 0:
+            raise MerError("protocol.selection=val needs protocol.inner_val_fraction > 0: the epoch is chosen on "
+                           "clips carved from the training part, never on the test part")
+        if not 0 < self.holdout_fraction < 1 or not 0 <= self.inner_val_fraction < 1:
+            raise MerError("protocol.holdout_fraction must be in (0, 1) and protocol.inner_val_fraction in [0, 1)")
+        if self.name == "kfold" and self.k < 2:
+            raise MerError(f"protocol.k must be >= 2, got {self.k}")
+
+    def file_tag(self) -> str:
+        fields = {k: v for k, v in asdict(self).items() if k not in ("fold", "selection")}
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]
+
 
 def data_fingerprint(records: Sequence[ClipRecord]) -> str:
     """Identifies the set of clips and labels a split was made for."""
@@ -20,58 +59,83 @@ def data_fingerprint(records: Sequence[ClipRecord]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def holdout_split(records: Sequence[ClipRecord], val_fraction: float, seed: int, stratify: bool = True,
-                  subject_disjoint: bool = False) -> dict[str, list[str]]:
-    """Clip ids for `train` and `val`. Stratified: each class gives round(n * fraction)
-    clips to validation (SMIC-HS 70/51/43 -> 14/10/9 = 33 of 164, the paper's split).
-    Subject-disjoint: whole subjects go to validation until the fraction is reached."""
-    if not 0 < val_fraction < 1:
-        raise MerError(f"protocol.val_fraction must be between 0 and 1, got {val_fraction}")
+def holdout_split(records: Sequence[ClipRecord], fraction: float, seed: int, stratify: bool = True,
+                  subject_disjoint: bool = False) -> tuple[list[str], list[str]]:
+    """(kept, held-out) clip ids. Stratified: each class gives round(n * fraction) clips
+    (SMIC-HS 70/51/43 -> 14/10/9 = 33 of 164, the paper's split). Subject-disjoint: whole
+    subjects are held out until the fraction is reached."""
     rng = np.random.default_rng(seed)
     ids = sorted(r.clip_id for r in records)
     if subject_disjoint:
         subjects = sorted({r.subject for r in records})
-        by_subject = {s: [r.clip_id for r in records if r.subject == s] for s in subjects}
-        val: list[str] = []
+        held: list[str] = []
         for s in (subjects[i] for i in rng.permutation(len(subjects))):
-            if len(val) >= round(val_fraction * len(ids)):
+            if len(held) >= round(fraction * len(ids)):
                 break
-            val += by_subject[s]
+            held += [r.clip_id for r in records if r.subject == s]
     elif stratify:
-        val = []
+        held = []
         for label in sorted({r.label for r in records}):
             members = sorted(r.clip_id for r in records if r.label == label)
-            take = int(round(val_fraction * len(members)))
-            val += [members[i] for i in rng.permutation(len(members))[:take]]
+            held += [members[i] for i in rng.permutation(len(members))[: int(round(fraction * len(members)))]]
     else:
-        val = [ids[i] for i in rng.permutation(len(ids))[: int(round(val_fraction * len(ids)))]]
-    val_set = set(val)
-    if not val_set or len(val_set) == len(ids):
-        raise MerError(f"protocol.val_fraction={val_fraction} leaves an empty train or validation split for {len(ids)} clips")
-    return {"train": [i for i in ids if i not in val_set], "val": sorted(val_set)}
+        held = [ids[i] for i in rng.permutation(len(ids))[: int(round(fraction * len(ids)))]]
+    held_set = set(held)
+    if not held_set or len(held_set) == len(ids):
+        raise MerError(f"a {fraction:g} split of {len(ids)} clips leaves one side empty; change the fraction")
+    return [i for i in ids if i not in held_set], sorted(held_set)
 
 
-def load_or_make_split(folder: Path, records: Sequence[ClipRecord], val_fraction: float, seed: int,
-                       stratify: bool, subject_disjoint: bool) -> tuple[dict, Path]:
-    """The split file for these clips and settings: reused when present, else made and
-    saved atomically. The file name carries the data fingerprint, so other data never
-    picks up a stale split."""
+def kfold_parts(records: Sequence[ClipRecord], k: int, seed: int) -> list[list[str]]:
+    """k disjoint test parts, each class dealt round-robin after a seeded shuffle."""
+    if k > len(records):
+        raise MerError(f"protocol.k={k} exceeds the {len(records)} clips")
+    rng = np.random.default_rng(seed)
+    parts: list[list[str]] = [[] for _ in range(k)]
+    offset = 0
+    for label in sorted({r.label for r in records}):
+        members = sorted(r.clip_id for r in records if r.label == label)
+        for j, i in enumerate(rng.permutation(len(members))):
+            parts[(offset + j) % k].append(members[i])
+        offset += len(members)
+    return [sorted(p) for p in parts]
+
+
+def make_folds(records: Sequence[ClipRecord], p: ProtocolSettings) -> list[dict]:
+    ids = sorted(r.clip_id for r in records)
+    if p.name == "holdout":
+        _, test = holdout_split(records, p.holdout_fraction, p.split_seed, p.stratify, p.subject_disjoint)
+        tests = [("holdout", test)]
+    elif p.name == "loso":
+        subjects = sorted({r.subject for r in records})
+        if len(subjects) < 2:
+            raise MerError("protocol=loso needs at least two subjects")
+        tests = [(f"subject={s}", sorted(r.clip_id for r in records if r.subject == s)) for s in subjects]
+    else:
+        tests = [(f"fold={i}", part) for i, part in enumerate(kfold_parts(records, p.k, p.split_seed))]
+    by_id = {r.clip_id: r for r in records}
+    folds = []
+    for index, (name, test) in enumerate(tests):
+        held = set(test)
+        train = [i for i in ids if i not in held]
+        val: list[str] = []
+        if p.inner_val_fraction > 0:
+            train, val = holdout_split([by_id[i] for i in train], p.inner_val_fraction, p.split_seed + 1 + index, p.stratify)
+        folds.append({"index": index, "name": name, "train": train, "val": val, "test": test})
+    return folds
+
+
+def load_or_make_folds(folder: Path, records: Sequence[ClipRecord], p: ProtocolSettings) -> tuple[dict, Path]:
+    """The folds for these clips and settings: reused when present, else made and saved
+    atomically. The file name carries the data fingerprint and the protocol settings,
+    so other data or settings never pick up a stale split."""
     fingerprint = data_fingerprint(records)
-    kind = "subjects" if subject_disjoint else ("stratified" if stratify else "random")
-    path = Path(folder) / f"holdout-{fingerprint}-{kind}-val{val_fraction:g}-seed{seed}.json"
+    path = Path(folder) / f"{p.name}-{fingerprint}-{p.file_tag()}-seed{p.split_seed}.json"
     if path.is_file():
         return json.loads(path.read_text()), path
-    split = {
-        "protocol": "holdout",
-        "data_fingerprint": fingerprint,
-        "val_fraction": val_fraction,
-        "seed": seed,
-        "stratify": stratify,
-        "subject_disjoint": subject_disjoint,
-        **holdout_split(records, val_fraction, seed, stratify, subject_disjoint),
-    }
+    document = {"protocol": asdict(p) | {"fold": None}, "data_fingerprint": fingerprint, "folds": make_folds(records, p)}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(split, indent=1))
+    tmp.write_text(json.dumps(document, indent=1))
     os.replace(tmp, path)
-    return split, path
+    return document, path

@@ -46,6 +46,7 @@ class MicroExpressionModule(pl.LightningModule):
         self.val_metrics = classification_metrics(n).clone(prefix="val/")
         self.test_metrics = classification_metrics(n).clone(prefix="test/")
         self.test_confusion = MulticlassConfusionMatrix(n)
+        self.test_probabilities: list[torch.Tensor] = []  # per test batch, in loader order
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         return self.net(clips)
@@ -68,9 +69,11 @@ class MicroExpressionModule(pl.LightningModule):
     def test_step(self, batch, batch_idx):
         _, logits, labels = self._step(batch, self.test_metrics, "test")
         self.test_confusion.update(logits, labels)
+        self.test_probabilities.append(logits.softmax(dim=-1).detach().cpu())
 
     def on_test_epoch_start(self):
         self.test_confusion.reset()
+        self.test_probabilities = []
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(params=self.parameters())

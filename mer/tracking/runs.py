@@ -9,9 +9,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from mlflow.entities import Param, RunTag
+import time
+
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_RUN_NAME
+from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from omegaconf import DictConfig, OmegaConf
 
 from mer.tracking.store import ensure_store
@@ -82,6 +84,10 @@ class TrackedRun:
         for start in range(0, len(items), MAX_PARAMS_PER_BATCH):
             self.client.log_batch(self.run_id, params=items[start : start + MAX_PARAMS_PER_BATCH])
 
+    def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
     def set_tags(self, tags: dict[str, str]) -> None:
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
@@ -96,13 +102,19 @@ class TrackedRun:
 
 
 @contextmanager
-def tracked_run(cfg: DictConfig, overrides: Sequence[str], extra_tags: dict[str, str] | None = None) -> Iterator[TrackedRun]:
+def tracked_run(cfg: DictConfig, overrides: Sequence[str], extra_tags: dict[str, str] | None = None,
+                parent: TrackedRun | None = None, name_suffix: str = "") -> Iterator[TrackedRun]:
+    """A run that ends FINISHED, or FAILED (KILLED on Ctrl-C) with the error in `mer.error`.
+    With `parent`, it is nested under that run in the MLflow UI (one fold of a protocol)."""
     logger = cfg.logger
     experiment_id = ensure_store(logger.tracking_uri, logger.experiment_name, logger.get("artifact_location"))
     client = MlflowClient(logger.tracking_uri)
     name = logger.get("run_name") or run_name(overrides, cfg.seed, cfg.model._target_.rsplit(".", 1)[-1])
+    name = f"{name} {name_suffix}".strip()
     tags = {MLFLOW_RUN_NAME: name, "mer.overrides": " ".join(overrides), "seed": str(cfg.seed),
             **git_state(Path(__file__).resolve().parent), **package_versions(), **(extra_tags or {})}
+    if parent is not None:
+        tags[MLFLOW_PARENT_RUN_ID] = parent.run_id
     run = client.create_run(experiment_id, run_name=name, tags=tags)
     handle = TrackedRun(client, run.info.run_id, logger.tracking_uri)
     try:

@@ -1,0 +1,187 @@
+"""The built-in data written in the licensed datasets' on-disk layouts (SMIC-HS, SMIC-E,
+CASME II, SAMM, the MEGC2019 composite of the first three), so every loader runs on
+real face frames without the licensed data.
+
+Clips are rendered by the generator (`render_clip`, `clip_plan`); this module only
+names folders and frames the way each dataset does and writes its annotation workbook
+as the original lays it out: SAMM's header below a 13-row preamble, CASME II's '/' in
+some ApexFrame cells, SMIC-E's absolute OnsetF/OffsetF with the video's FirstF.
+The rendered motion is one of three classes (negative, positive, surprise); annotations
+name it with each dataset's own emotion words.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Iterator, Mapping, Sequence
+
+import cv2
+import numpy as np
+from openpyxl import Workbook
+from tqdm import tqdm
+
+from mer.data.composite import DEFAULT_ROOTS
+from mer.data.face_sources import FACE_SOURCES
+from mer.data.generator import (SMIC_ABBREVIATIONS, GeneratorSettings, clip_plan, generate_smic_hs, render_clip,
+                                source_portrait, staged_tree)
+from mer.errors import MerError
+
+CASME2_COLUMNS = ("Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Action Units", "Estimated Emotion")
+SAMM_COLUMNS = ("Subject", "Filename", "Inducement Code", "Onset Frame", "Apex Frame", "Offset Frame", "Duration",
+                "Micro", "Action Units", "Estimated Emotion", "Objective Classes", "Notes")
+SMIC_E_COLUMNS = ("Subject", "Filename", "OnsetF", "OffsetF", "FirstF", "LastF", "Emotion")
+_SAMM_TEXT = (
+    "SAMM - Spontaneous Actions and Micro-Movements",
+    "Micro-movement FACS codes (v2 layout)",
+    "",
+    "Built-in stand-in written by mer: real faces from pip packages, animated; not SAMM data.",
+    "Subject: participant number. Filename: subject_inducement_clip.",
+    "Onset, Apex and Offset Frame: absolute frame numbers, as in the frame file names.",
+    "Duration: frames from onset to offset.",
+)
+SAMM_PREAMBLE = (*_SAMM_TEXT, *[""] * (13 - len(_SAMM_TEXT)))  # the header lands on row 14, as in SAMM's file
+
+# The rendered movements (see generator.MOTIONS) as FACS action units.
+ACTION_UNITS = {"positive": "6+12", "negative": "4+15", "surprise": "1+2+26"}
+CASME2_NEGATIVE = ("disgust", "repression")
+SAMM_NEGATIVE = ("Anger", "Contempt", "Disgust")
+# SAMM's objective classes are AU-based: I = AU6/12, II = AU1+2, III-V = AU4, AU14, AU9.
+SAMM_OBJECTIVE = {"Happiness": 1, "Surprise": 2, "Anger": 3, "Contempt": 4, "Disgust": 5}
+# SMIC-E videos run on past the micro-expression: neutral frames before onset and after offset.
+SMIC_E_TAIL = 2
+# One clip in five gets '/' for its apex, like the few such rows in CASME II.
+CASME2_NO_APEX = 5
+
+
+@dataclass(frozen=True)
+class RenderedClip:
+    number: int  # 0-based, over the dataset
+    subject: int  # 1-based
+    label: str  # the class of the rendered motion
+    count: int  # 1-based, over this subject's clips of this class
+    in_subject: int  # 1-based, over this subject's clips
+    frames: list[np.ndarray]
+
+
+def rendered_clips(settings: GeneratorSettings, faces: Sequence[int], progress: bool, desc: str) -> Iterator[RenderedClip]:
+    """The clips of `clip_plan(settings)`, subject n played by `FACE_SOURCES[faces[n - 1]]`."""
+    portraits = {n + 1: source_portrait(face) for n, face in enumerate(faces)}
+    rng = np.random.default_rng(settings.seed)
+    per_label: Counter = Counter()
+    per_subject: Counter = Counter()
+    for number, (subject, label) in enumerate(tqdm(clip_plan(settings), desc=desc, disable=not progress)):
+        per_label[subject, label] += 1
+        per_subject[subject] += 1
+        n_frames = int(rng.integers(settings.min_frames, settings.max_frames + 1))
+        frames = render_clip(portraits[subject], label, n_frames, rng, settings)
+        yield RenderedClip(number, subject, label, per_label[subject, label], per_subject[subject], frames)
+
+
+def write_annotation(path: Path, columns: Sequence[str], rows: Sequence[Mapping[str, object]], preamble: Sequence[str] = ()) -> Path:
+    """One sheet: `preamble` lines (one per row, '' for a blank row), the header, then the rows."""
+    workbook = Workbook()
+    sheet = workbook.active
+    for number, line in enumerate(preamble, start=1):
+        sheet.cell(number, 1, line or None)
+    for column, name in enumerate(columns, start=1):
+        sheet.cell(len(preamble) + 1, column, name)
+    for offset, row in enumerate(rows, start=len(preamble) + 2):
+        for column, name in enumerate(columns, start=1):
+            sheet.cell(offset, column, row.get(name))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    workbook.save(path)
+    return Path(path)
+
+
+def _write_frames(folder: Path, names: Sequence[str], frames: Sequence[np.ndarray], grey: bool = False) -> None:
+    folder.mkdir(parents=True)
+    for name, frame in zip(names, frames):
+        cv2.imwrite(str(folder / name), cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if grey else frame)
+
+
+def write_casme2(root: Path, settings: GeneratorSettings, faces: Sequence[int], progress: bool) -> None:
+    """`CASME2_RAW_selected/sub01/EP02_01f/img46.jpg` + `CASME2-coding-20140508.xlsx`."""
+    rows = []
+    for clip in rendered_clips(settings, faces, progress, "writing CASME II clips"):
+        n = len(clip.frames)
+        first = 30 + 5 * clip.number  # absolute and unpadded, like img46.jpg
+        # Episode names repeat across subjects, as in CASME II.
+        filename = f"EP{clip.in_subject + 1:02d}_{clip.count:02d}f"
+        folder = root / "CASME2_RAW_selected" / f"sub{clip.subject:02d}" / filename
+        _write_frames(folder, [f"img{first + t}.jpg" for t in range(n)], clip.frames)
+        emotion = {"positive": "happiness", "surprise": "surprise"}.get(clip.label) or CASME2_NEGATIVE[clip.number % 2]
+        no_apex = clip.number % CASME2_NO_APEX == 2
+        rows.append({"Subject": f"{clip.subject:02d}", "Filename": filename, "OnsetFrame": first,
+                     "ApexFrame": "/" if no_apex else first + n // 2, "OffsetFrame": first + n - 1,
+                     "Action Units": ACTION_UNITS[clip.label], "Estimated Emotion": emotion})
+    write_annotation(root / "CASME2-coding-20140508.xlsx", CASME2_COLUMNS, rows)
+
+
+def write_samm(root: Path, settings: GeneratorSettings, faces: Sequence[int], progress: bool) -> None:
+    """`SAMM/006/006_1_2/006_05562.jpg` (greyscale, like SAMM) + `SAMM_Micro_FACS_Codes_v2.xlsx`."""
+    rows = []
+    for clip in rendered_clips(settings, faces, progress, "writing SAMM clips"):
+        n = len(clip.frames)
+        subject = f"{5 + clip.subject:03d}"  # SAMM's participants start at 006
+        inducement = 1 + clip.number % 7
+        filename = f"{subject}_{inducement}_{clip.in_subject}"
+        first = 1_000 + 400 * clip.number
+        _write_frames(root / "SAMM" / subject / filename, [f"{subject}_{first + t:05d}.jpg" for t in range(n)],
+                      clip.frames, grey=True)
+        emotion = {"positive": "Happiness", "surprise": "Surprise"}.get(clip.label) or SAMM_NEGATIVE[clip.number % 3]
+        rows.append({"Subject": subject, "Filename": filename, "Inducement Code": inducement, "Onset Frame": first,
+                     "Apex Frame": first + n // 2, "Offset Frame": first + n - 1, "Duration": n, "Micro": "Micro",
+                     "Action Units": ACTION_UNITS[clip.label], "Estimated Emotion": emotion,
+                     "Objective Classes": SAMM_OBJECTIVE[emotion], "Notes": None})
+    write_annotation(root / "SAMM_Micro_FACS_Codes_v2.xlsx", SAMM_COLUMNS, rows, SAMM_PREAMBLE)
+
+
+def write_smic_e(root: Path, settings: GeneratorSettings, faces: Sequence[int], progress: bool) -> None:
+    """`HS/s01/s1_ne_01/image559700.jpg` + `SMIC-HS-E_annotation.xlsx`: each clip a longer
+    video whose micro-expression starts a few frames in."""
+    rows = []
+    for clip in rendered_clips(settings, faces, progress, "writing SMIC-E videos"):
+        lead = 1 + clip.number % 3
+        video = [clip.frames[0]] * lead + clip.frames + [clip.frames[-1]] * SMIC_E_TAIL
+        first = 559_700 + 1_000 * clip.number
+        filename = f"s{clip.subject}_{SMIC_ABBREVIATIONS[clip.label]}_{clip.count:02d}"
+        _write_frames(root / "HS" / f"s{clip.subject:02d}" / filename,
+                      [f"image{first + t:06d}.jpg" for t in range(len(video))], video)
+        rows.append({"Subject": clip.subject, "Filename": filename, "OnsetF": first + lead,
+                     "OffsetF": first + lead + len(clip.frames) - 1, "FirstF": first, "LastF": first + len(video) - 1,
+                     "Emotion": clip.label})
+    write_annotation(root / "SMIC-HS-E_annotation.xlsx", SMIC_E_COLUMNS, rows)
+
+
+def write_composite(root: Path, settings: GeneratorSettings, faces: Sequence[int], progress: bool) -> None:
+    """SMIC-HS, CASME II and SAMM under `root/{SMIC,CASME2,SAMM}` (the composite's default
+    roots). Each dataset takes the next `subjects` faces, so while 3 x subjects faces
+    exist no person appears in two datasets, as in the real composite; beyond that
+    faces repeat across datasets."""
+    generate_smic_hs(root / DEFAULT_ROOTS["smic"], settings, progress)  # plays subject n with face n-1
+    for k, (name, writer) in enumerate((("casme2", write_casme2), ("samm", write_samm)), start=1):
+        shifted = [(k * settings.subjects + face) % len(FACE_SOURCES) for face in faces]
+        writer(root / DEFAULT_ROOTS[name], replace(settings, seed=settings.seed + k), shifted, progress)
+
+
+WRITERS: dict[str, Callable[[Path, GeneratorSettings, Sequence[int], bool], None]] = {
+    "smic_e": write_smic_e,
+    "casme2": write_casme2,
+    "samm": write_samm,
+    "composite": write_composite,
+}
+LAYOUTS = ("smic_hs", *WRITERS)
+
+
+def generate_layout(layout: str, root: Path, settings: GeneratorSettings = GeneratorSettings(), progress: bool = True) -> Path:
+    """Write the built-in data to `root` (new or empty) in `layout`, one of `LAYOUTS`."""
+    if layout not in LAYOUTS:
+        raise MerError(f"the built-in data cannot be written as data.layout={layout!r}; available: {sorted(LAYOUTS)}")
+    root = Path(root)
+    if layout == "smic_hs":
+        return generate_smic_hs(root, settings, progress)
+    with staged_tree(root) as staging:
+        WRITERS[layout](staging, settings, range(settings.subjects), progress)
+    return root
