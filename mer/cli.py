@@ -37,6 +37,20 @@ def _preview(args: argparse.Namespace) -> None:
     print(f"wrote {output}")
 
 
+def _tables(args: argparse.Namespace) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from mer.reporting.tables import build_sweep_report, latest_parent
+
+    client = MlflowClient(args.tracking_uri)
+    parent = latest_parent(client, args.experiment, args.sweep)
+    files = build_sweep_report(client, args.experiment, args.sweep, Path(args.out), parent)
+    for path in files.values():
+        print(f"wrote {path}")
+    if parent:
+        print(f"logged to the sweep's parent run {parent} (tables/)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mer", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -56,6 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     preview.add_argument("--apex", type=int, help="apex frame index (default: the clip centre)")
     preview.add_argument("--onset", type=int, help="onset (reference) frame index (default: the first frame of the window)")
     preview.set_defaults(handler=_preview)
+    tables = commands.add_parser("tables", help="rebuild a sweep's tables and plots from the MLflow store")
+    tables.add_argument("--sweep", required=True, help="sweep name, e.g. table3_lr")
+    tables.add_argument("--out", default="outputs/tables", help="folder for the Markdown, CSV and PNG files")
+    tables.add_argument("--tracking-uri", default="sqlite:///outputs/mlflow.db")
+    tables.add_argument("--experiment", default="mer")
+    tables.set_defaults(handler=_tables)
     args = parser.parse_args(argv)
     try:
         args.handler(args)

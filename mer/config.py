@@ -7,7 +7,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = PROJECT_ROOT / "conf"
 
 
 def register_resolvers() -> None:
@@ -16,6 +17,7 @@ def register_resolvers() -> None:
     # `${cwd:}`: the launch folder. Unlike `${hydra:runtime.cwd}` it also resolves in a
     # sweep's parent process and in the compose API.
     OmegaConf.register_new_resolver("cwd", os.getcwd, replace=True)
+    OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT), replace=True)
 
 
 register_resolvers()

@@ -7,6 +7,7 @@ holds the pooled metrics."""
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -27,7 +28,8 @@ from mer.models.module import MicroExpressionModule
 from mer.preprocess.preview import preview_figure
 from mer.reporting.confusion import confusion_figure
 from mer.reporting.folds import fold_markdown, fold_table, predictions_csv
-from mer.tracking.runs import TrackedRun, tracked_run
+from mer.tracking.hydra_callbacks import PARENT_RUN_ENV
+from mer.tracking.runs import TrackedRun, config_hash, finished_run, tracked_run
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +148,16 @@ def report_folds(run: TrackedRun, predictions: list[dict], classes: Sequence[str
 def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
     """Fit, evaluate and log one configuration under its protocol; returns the final metrics."""
     pl.seed_everything(cfg.seed, workers=True)
-    with tracked_run(cfg, overrides, hydra_tags()) as run:
+    tags = {**hydra_tags(), "mer.config_hash": config_hash(cfg)}
+    sweep = cfg.get("sweep")
+    if sweep:
+        tags["mer.sweep_name"] = sweep.name
+        done = None if sweep.get("force") else finished_run(cfg, tags["mer.config_hash"], sweep.name)
+        if done is not None:
+            log.info("skipping %s: run %s of sweep %s already FINISHED (sweep.force=true runs it again)",
+                     done.info.run_name, done.info.run_id, sweep.name)
+            return dict(done.data.metrics)
+    with tracked_run(cfg, overrides, tags, parent=os.environ.get(PARENT_RUN_ENV)) as run:
         run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config/config.yaml")
         data = prepare_data(cfg)
         log_data(run, data, cfg.data.name)

@@ -13,8 +13,11 @@ def test_three_value_multirun_makes_three_grouped_runs(tmp_path, tiny_tree, shar
     assert result.returncode == 0, result.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{store}")
     runs = client.search_runs([client.get_experiment_by_name("mer").experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("mer.role") == "sweep_parent"]
+    runs = [r for r in runs if r is not parent]
     assert len(runs) == 3
-    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parent.info.run_id}
+    assert {r.info.status for r in runs} == {"FINISHED"} and parent.info.status == "FINISHED"
     assert sorted(r.data.params["optim.lr"] for r in runs) == ["0.0001", "0.001", "0.01"]
     assert len({r.data.tags["mer.sweep_id"] for r in runs}) == 1
     assert sorted(r.info.run_name for r in runs) == [f"lr={lr} max_epochs=1 seed=1" for lr in ("0.0001", "0.001", "0.01")]

@@ -3,6 +3,8 @@ provenance tags, and a terminal status that is FAILED whenever the run crashed."
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 from contextlib import contextmanager
 from importlib import metadata
@@ -48,6 +50,38 @@ def run_name(overrides: Sequence[str], seed: int, model_name: str) -> str:
             continue
         parts.append(f"{key.rsplit('.', 1)[-1]}={value}")
     return " ".join(parts or [model_name]) + f" seed={seed}"
+
+
+def sweep_cell_name(cfg: DictConfig) -> str:
+    """In a sweep every run shows the paper's three knobs, whichever the sweep varies."""
+    return f"lr={cfg.optim.lr} dropout={cfg.model.dropout} epochs={cfg.trainer.max_epochs} seed={cfg.seed}"
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """Identifies what a run computes: the resolved config less where it reads and
+    writes, how it displays, and how many workers it uses."""
+    config = OmegaConf.to_container(cfg, resolve=True)
+    for key in ("paths", "logger", "sweep", "hydra"):
+        config.pop(key, None)
+    for key in ("default_root_dir", "enable_progress_bar", "enable_model_summary"):
+        config.get("trainer", {}).pop(key, None)
+    for key in ("preprocess_workers", "num_workers"):
+        config.get("data", {}).pop(key, None)
+    for callback in config.get("callbacks", {}).values():
+        callback.pop("dirpath", None)
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def finished_run(cfg: DictConfig, key: str, sweep: str):
+    """A FINISHED run of the same sweep and config, if the store has one."""
+    client = MlflowClient(cfg.logger.tracking_uri)
+    experiment = client.get_experiment_by_name(cfg.logger.experiment_name)
+    if experiment is None:
+        return None
+    found = client.search_runs([experiment.experiment_id],
+                               f"tags.`mer.config_hash` = '{key}' and tags.`mer.sweep_name` = '{sweep}' "
+                               "and attributes.status = 'FINISHED'", max_results=1)
+    return found[0] if found else None
 
 
 def git_state(cwd: Path) -> dict[str, str]:
@@ -103,18 +137,19 @@ class TrackedRun:
 
 @contextmanager
 def tracked_run(cfg: DictConfig, overrides: Sequence[str], extra_tags: dict[str, str] | None = None,
-                parent: TrackedRun | None = None, name_suffix: str = "") -> Iterator[TrackedRun]:
+                parent: TrackedRun | str | None = None, name_suffix: str = "") -> Iterator[TrackedRun]:
     """A run that ends FINISHED, or FAILED (KILLED on Ctrl-C) with the error in `mer.error`.
     With `parent`, it is nested under that run in the MLflow UI (one fold of a protocol)."""
     logger = cfg.logger
     experiment_id = ensure_store(logger.tracking_uri, logger.experiment_name, logger.get("artifact_location"))
     client = MlflowClient(logger.tracking_uri)
-    name = logger.get("run_name") or run_name(overrides, cfg.seed, cfg.model._target_.rsplit(".", 1)[-1])
+    name = logger.get("run_name") or (sweep_cell_name(cfg) if cfg.get("sweep") else
+                                      run_name(overrides, cfg.seed, cfg.model._target_.rsplit(".", 1)[-1]))
     name = f"{name} {name_suffix}".strip()
     tags = {MLFLOW_RUN_NAME: name, "mer.overrides": " ".join(overrides), "seed": str(cfg.seed),
             **git_state(Path(__file__).resolve().parent), **package_versions(), **(extra_tags or {})}
     if parent is not None:
-        tags[MLFLOW_PARENT_RUN_ID] = parent.run_id
+        tags[MLFLOW_PARENT_RUN_ID] = parent.run_id if isinstance(parent, TrackedRun) else parent
     run = client.create_run(experiment_id, run_name=name, tags=tags)
     handle = TrackedRun(client, run.info.run_id, logger.tracking_uri)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 from pathlib import Path
 
 import mlflow
@@ -12,9 +13,21 @@ def ensure_store(tracking_uri: str, experiment_name: str, artifact_location: str
     """Create the store (sqlite migrations run on first use, ~1 s) and the experiment;
     return the experiment id. Parallel jobs racing on a fresh sqlite store can fail, so
     the Hydra callback calls this in the parent before a sweep starts."""
-    if tracking_uri.startswith("sqlite:///"):
-        Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    client = MlflowClient(tracking_uri)
+    if not tracking_uri.startswith("sqlite:///"):
+        return _ensure_experiment(MlflowClient(tracking_uri), experiment_name, artifact_location)
+    database = Path(tracking_uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    # Two sweeps started together on a fresh file both run the migrations and one fails:
+    # whoever holds the lock creates the store, the other then finds it ready.
+    with open(database.with_name(database.name + ".init-lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return _ensure_experiment(MlflowClient(tracking_uri), experiment_name, artifact_location)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _ensure_experiment(client: MlflowClient, experiment_name: str, artifact_location: str | None) -> str:
     experiment = client.get_experiment_by_name(experiment_name)
     if experiment is not None:
         return experiment.experiment_id

@@ -1,0 +1,185 @@
+"""The paper's tables rebuilt from the tracking store alone: mean ± std over seeds per
+cell, the run count behind it, the paper's figure beside ours, the best cell marked;
+plots of the metric against the varied value and of training curves per cell."""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from mer.errors import MerError  # noqa: E402
+from mer.reporting.paper import PAPER_TABLE6, PAPER_TABLES  # noqa: E402
+
+METRICS = ("test/acc", "pooled/acc")  # a holdout run reports test/*, a multi-fold run pooled/*
+
+
+def sweep_runs(client: MlflowClient, experiment_name: str, sweep: str) -> list:
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        raise MerError(f"no MLflow experiment {experiment_name!r} in the store")
+    runs = client.search_runs([experiment.experiment_id],
+                              f"tags.`mer.sweep_name` = '{sweep}' and attributes.status = 'FINISHED'", max_results=5000)
+    runs = [r for r in runs if r.data.tags.get("mer.role") != "sweep_parent"]
+    if not runs:
+        raise MerError(f"no FINISHED runs of sweep {sweep!r} in experiment {experiment_name!r}")
+    return runs
+
+
+def latest_parent(client: MlflowClient, experiment_name: str, sweep: str) -> str | None:
+    experiment = client.get_experiment_by_name(experiment_name)
+    found = client.search_runs([experiment.experiment_id], f"tags.`mer.role` = 'sweep_parent' and tags.`mer.sweep_name` = '{sweep}'",
+                               order_by=["attributes.start_time DESC"], max_results=1) if experiment else []
+    return found[0].info.run_id if found else None
+
+
+def accuracy(run) -> float | None:
+    return next((run.data.metrics[m] for m in METRICS if m in run.data.metrics), None)
+
+
+def number(text: str):
+    value = float(text)
+    return int(value) if value.is_integer() and "." not in text else value
+
+
+def cells(runs, keys: list[str]) -> dict[tuple, list]:
+    grouped: dict[tuple, list] = defaultdict(list)
+    for run in runs:
+        if accuracy(run) is not None:
+            grouped[tuple(number(run.data.params[k]) for k in keys)].append(run)
+    return dict(sorted(grouped.items()))
+
+
+def summarise(grouped: dict[tuple, list]) -> list[dict]:
+    rows = []
+    for values, members in grouped.items():
+        accs = [100 * accuracy(r) for r in members]
+        rows.append({"values": values, "mean": statistics.fmean(accs), "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+                     "n": len(accs), "seeds": sorted(int(r.data.params.get("seed", 0)) for r in members)})
+    best = max(rows, key=lambda r: r["mean"])
+    for row in rows:
+        row["best"] = row is best
+    return rows
+
+
+def protocol_note(runs) -> str:
+    run = runs[0]
+    params = run.data.params
+    n_test = int(params.get("fold.n_test", 0) or 0)
+    step = f" {n_test} held-out clips allow only steps of {100 / n_test:.2f} points;" if n_test else ""
+    return (f"Data: {params.get('data.name', '?')} ({params.get('data.root', '?')}); protocol: {params.get('protocol.name', '?')}"
+            f", reported epoch: {run.data.tags.get('mer.selection', '?')}.{step} each cell is the mean ± std over the runs counted.")
+
+
+def table_markdown(sweep: str, keys: list[str], rows: list[dict], note: str) -> str:
+    paper = PAPER_TABLES.get(sweep)
+    title = paper["title"] if paper else f"Sweep {sweep}"
+    header = [*keys, "accuracy % (ours, mean ± std)", "runs", "seeds"] + (["paper %"] if paper else [])
+    lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        ours = f"{row['mean']:.2f} ± {row['std']:.2f}"
+        ours = f"**{ours}**" if row["best"] else ours
+        cells_ = [*(str(v) for v in row["values"]), ours, str(row["n"]), ",".join(map(str, row["seeds"]))]
+        if paper:
+            figure = paper["values"].get(row["values"][0])
+            cells_.append(f"{figure:.2f}" if figure is not None else "")
+        lines.append("| " + " | ".join(cells_) + " |")
+    return "\n".join(lines) + f"\n\n{note}\n"
+
+
+def table_csv(keys: list[str], rows: list[dict], sweep: str) -> str:
+    paper = PAPER_TABLES.get(sweep, {}).get("values", {})
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow([*keys, "mean_acc", "std_acc", "runs", "seeds", "best", "paper_acc"])
+    for row in rows:
+        writer.writerow([*row["values"], f"{row['mean']:.4f}", f"{row['std']:.4f}", row["n"],
+                         " ".join(map(str, row["seeds"])), row["best"], paper.get(row["values"][0], "")])
+    return buffer.getvalue()
+
+
+def table6_markdown(best: dict, keys: list[str], note: str, dataset: str) -> str:
+    cell = ", ".join(f"{k}={v}" for k, v in zip(keys, best["values"]))
+    label = f"mer, best cell ({cell}) on {dataset}"
+    entries = sorted([*PAPER_TABLE6.items(), (label, best["mean"])], key=lambda kv: kv[1])
+    lines = ["### Table VI: comparison on SMIC (prior work as listed in the paper)", "", "| method | accuracy % |", "|---|---|"]
+    lines += [f"| {'**' + name + '**' if name == label else name} | {acc:.2f} |" for name, acc in entries]
+    return "\n".join(lines) + f"\n\nOur row: mean of {best['n']} runs. {note} Prior figures are not re-run here and may use other protocols.\n"
+
+
+def value_plot(sweep: str, keys: list[str], rows: list[dict]):
+    figure, axes = plt.subplots(figsize=(5, 3.4))
+    labels = [", ".join(map(str, r["values"])) for r in rows]
+    axes.errorbar(range(len(rows)), [r["mean"] for r in rows], yerr=[r["std"] for r in rows], fmt="o-", capsize=4, label="ours")
+    paper = PAPER_TABLES.get(sweep)
+    if paper:
+        axes.plot(range(len(rows)), [paper["values"].get(r["values"][0], float("nan")) for r in rows], "s--", label="paper")
+    axes.set_xticks(range(len(rows)), labels, rotation=30 if len(rows) > 4 else 0, ha="right" if len(rows) > 4 else "center")
+    axes.set_xlabel(" / ".join(keys))
+    axes.set_ylabel("accuracy %")
+    axes.set_title(f"{sweep}: mean ± std over seeds", fontsize=10)
+    axes.legend()
+    figure.tight_layout()
+    return figure
+
+
+def curves_plot(client: MlflowClient, sweep: str, keys: list[str], grouped: dict[tuple, list]):
+    figure, axes = plt.subplots(figsize=(6, 3.6))
+    for values, members in grouped.items():
+        histories = [[m.value for m in sorted(client.get_metric_history(r.info.run_id, "val/acc"), key=lambda m: m.step)]
+                     for r in members]
+        histories = [h for h in histories if h]
+        if not histories:
+            continue
+        length = min(len(h) for h in histories)
+        mean = [100 * statistics.fmean(h[i] for h in histories) for i in range(length)]
+        axes.plot(range(1, length + 1), mean, label=", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in zip(keys, values)))
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("per-epoch val accuracy % (mean over seeds)")
+    axes.set_title(f"{sweep}: training curves per cell", fontsize=10)
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def build_sweep_report(client: MlflowClient, experiment_name: str, sweep: str, out_dir: Path | None = None,
+                       parent_run_id: str | None = None) -> dict[str, Path]:
+    """Write `<sweep>.md`, `<sweep>.csv`, `<sweep>_table6.md` and two PNGs to `out_dir`
+    (and log them to `parent_run_id`), from the runs in the store alone."""
+    runs = sweep_runs(client, experiment_name, sweep)
+    keys = runs[0].data.params.get("sweep.varied", "").split(",")
+    if not keys[0]:
+        raise MerError(f"runs of sweep {sweep!r} do not record sweep.varied")
+    grouped = cells(runs, keys)
+    rows = summarise(grouped)
+    note = protocol_note(runs)
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(out_dir) if out_dir else Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
+        files = {
+            "table": folder / f"{sweep}.md",
+            "csv": folder / f"{sweep}.csv",
+            "table6": folder / f"{sweep}_table6.md",
+            "plot": folder / f"{sweep}_accuracy.png",
+            "curves": folder / f"{sweep}_curves.png",
+        }
+        files["table"].write_text(table_markdown(sweep, keys, rows, note))
+        files["csv"].write_text(table_csv(keys, rows, sweep))
+        files["table6"].write_text(table6_markdown(next(r for r in rows if r["best"]), keys, note,
+                                                   runs[0].data.params.get("data.name", "?")))
+        for name, figure in (("plot", value_plot(sweep, keys, rows)), ("curves", curves_plot(client, sweep, keys, grouped))):
+            figure.savefig(files[name], dpi=110)
+            plt.close(figure)
+        if parent_run_id:
+            for path in files.values():
+                client.log_artifact(parent_run_id, str(path), "tables")
+        return files if out_dir else {}

@@ -1,0 +1,112 @@
+"""The paper's sweeps: configs, parent/child runs, resume, tables rebuilt from the store."""
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+from hydra import compose, initialize_config_dir
+from mlflow.tracking import MlflowClient
+
+from mer.config import CONFIG_DIR, PROJECT_ROOT
+from mer.reporting.tables import build_sweep_report
+
+from conftest import base_overrides, run_script
+
+SWEEPS = {
+    "table3_lr": {"optim.lr": "0.01,0.001,0.0001"},
+    "table4_dropout": {"model.dropout": "0.3,0.5,0.7"},
+    "table5_epochs": {"trainer.max_epochs": "80,100,120"},
+    "full_grid": {"optim.lr": "0.01,0.001,0.0001", "model.dropout": "0.3,0.5,0.7", "trainer.max_epochs": "80,100,120"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(SWEEPS))
+def test_sweep_configs_compose_on_the_paper_defaults(name):
+    assert (PROJECT_ROOT / "sweeps" / f"{name}.yaml").is_file()
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[f"+sweeps={name}"], return_hydra_config=True)
+    assert cfg.sweep.name == name and not cfg.sweep.force
+    assert dict(cfg.hydra.sweeper.params) == SWEEPS[name]
+    assert (cfg.optim.lr, cfg.model.dropout, cfg.trainer.max_epochs, cfg.data.batch_size) == (0.001, 0.3, 100, 20)
+
+
+def sweep(tmp_path, tiny_tree, shared_dirs, store, *extra):
+    args = [*base_overrides(tmp_path, tiny_tree, shared_dirs), f"logger.tracking_uri=sqlite:///{store}",
+            "trainer.max_epochs=2", *extra]
+    return run_script("train.py", "-m", "+sweeps=table3_lr", "optim.lr=0.01,0.001", *args)
+
+
+def test_tiny_sweep_parent_children_tables_and_resume(tmp_path, tiny_tree, shared_dirs):
+    store = tmp_path / "sweep.db"
+    result = sweep(tmp_path, tiny_tree, shared_dirs, store)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{store}")
+    experiment = client.get_experiment_by_name("mer").experiment_id
+    runs = client.search_runs([experiment])
+    (parent,) = [r for r in runs if r.data.tags.get("mer.role") == "sweep_parent"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(r.info.run_name for r in children) == ["lr=0.001 dropout=0.3 epochs=2 seed=1", "lr=0.01 dropout=0.3 epochs=2 seed=1"]
+    assert sorted(r.data.params["optim.lr"] for r in children) == ["0.001", "0.01"]
+    assert {r.data.tags["mer.sweep_name"] for r in children} == {"table3_lr"}
+    assert {a.path for a in client.list_artifacts(parent.info.run_id, "tables")} >= {"tables/table3_lr.md", "tables/table3_lr_accuracy.png"}
+
+    # Resume: the same sweep again skips both finished cells.
+    assert sweep(tmp_path, tiny_tree, shared_dirs, store).returncode == 0
+    assert len([r for r in client.search_runs([experiment]) if r.data.tags.get("mer.role") != "sweep_parent"]) == 2
+    assert sweep(tmp_path, tiny_tree, shared_dirs, store, "sweep.force=true").returncode == 0
+    assert len([r for r in client.search_runs([experiment]) if r.data.tags.get("mer.role") != "sweep_parent"]) == 4
+
+    # Tables from the store alone: Hydra's output folders are gone.
+    shutil.rmtree(tmp_path / "out", ignore_errors=True)
+    shutil.rmtree(tmp_path / "outputs", ignore_errors=True)
+    out = tmp_path / "tables"
+    cli = subprocess.run([sys.executable, "-m", "mer.cli", "tables", "--sweep", "table3_lr", "--out", str(out),
+                          "--tracking-uri", f"sqlite:///{store}"], capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    for name in ("table3_lr.md", "table3_lr.csv", "table3_lr_table6.md", "table3_lr_accuracy.png", "table3_lr_curves.png"):
+        assert (out / name).stat().st_size > 0
+    text = (out / "table3_lr.md").read_text()
+    assert "| 0.01 |" in text and "76.81" in text and "| 2 |" in text, text
+
+
+def test_table_builder_mean_std_from_known_values(tmp_path):
+    store = f"sqlite:///{tmp_path / 'known.db'}"
+    client = MlflowClient(store)
+    experiment = client.create_experiment("mer", artifact_location=(tmp_path / "a").as_uri())
+    known = {0.01: [0.5, 0.7], 0.001: [0.8, 0.9, 1.0], 0.0001: [0.6]}
+    for lr, accs in known.items():
+        for seed, acc in enumerate(accs, 1):
+            run = client.create_run(experiment, tags={"mer.sweep_name": "table3_lr", "mer.selection": "last_epoch"})
+            for key, value in {"optim.lr": lr, "seed": seed, "sweep.varied": "optim.lr", "data.name": "builtin",
+                               "protocol.name": "holdout", "fold.n_test": 10}.items():
+                client.log_param(run.info.run_id, key, value)
+            client.log_metric(run.info.run_id, "test/acc", acc)
+            client.log_metric(run.info.run_id, "val/acc", acc, step=0)
+            client.set_terminated(run.info.run_id, "FINISHED")
+    files = build_sweep_report(client, "mer", "table3_lr", tmp_path / "out")
+    rows = files["csv"].read_text().splitlines()
+    assert rows[0] == "optim.lr,mean_acc,std_acc,runs,seeds,best,paper_acc"
+    assert rows[1] == "0.0001,60.0000,0.0000,1,1,False,73.48"
+    assert rows[2] == "0.001,90.0000,10.0000,3,1 2 3,True,81.7"
+    assert rows[3] == "0.01,60.0000,14.1421,2,1 2,False,76.81"
+    assert "**90.00 ± 10.00**" in files["table"].read_text()
+    assert "steps of 10.00 points" in files["table"].read_text()
+
+
+def test_two_sweeps_at_once_on_a_fresh_sqlite_store(tmp_path, tiny_tree, shared_dirs):
+    store = tmp_path / "shared.db"
+    commands = []
+    for lrs in ("0.01,0.001", "0.0001,0.003"):
+        args = [*base_overrides(tmp_path, tiny_tree, shared_dirs), f"logger.tracking_uri=sqlite:///{store}",
+                "trainer.max_epochs=1", "test=false", f"optim.lr={lrs}"]
+        commands.append(subprocess.Popen([sys.executable, str(PROJECT_ROOT / "train.py"), "-m", *args],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+    for process in commands:
+        _, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{store}")
+    runs = client.search_runs([client.get_experiment_by_name("mer").experiment_id])
+    children = [r for r in runs if r.data.tags.get("mer.role") != "sweep_parent"]
+    assert sorted(r.data.params["optim.lr"] for r in children) == ["0.0001", "0.001", "0.003", "0.01"]
+    assert {r.info.status for r in runs} == {"FINISHED"} and len(runs) == 6
