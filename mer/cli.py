@@ -37,6 +37,19 @@ def _preview(args: argparse.Namespace) -> None:
     print(f"wrote {output}")
 
 
+def _data_summary(args: argparse.Namespace) -> None:
+    from hydra import compose, initialize_config_dir
+
+    from mer.config import CONFIG_DIR
+    from mer.data.sources import index_dataset
+    from mer.reporting.data_summary import summary_markdown
+
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=args.overrides)
+    records, skipped = index_dataset(cfg.data)
+    print(summary_markdown(records, list(cfg.data.classes), skipped, f"{cfg.data.name}: {cfg.data.root}"))
+
+
 def _tables(args: argparse.Namespace) -> None:
     from mlflow.tracking import MlflowClient
 
@@ -70,6 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     preview.add_argument("--apex", type=int, help="apex frame index (default: the clip centre)")
     preview.add_argument("--onset", type=int, help="onset (reference) frame index (default: the first frame of the window)")
     preview.set_defaults(handler=_preview)
+    data = commands.add_parser("data", help="dataset tools")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    summary = data_commands.add_parser("summary", help="clips per class and subject, and the rows/folders skipped")
+    summary.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. data=casme2 data.root=/data/CASME2")
+    summary.set_defaults(handler=_data_summary)
     tables = commands.add_parser("tables", help="rebuild a sweep's tables and plots from the MLflow store")
     tables.add_argument("--sweep", required=True, help="sweep name, e.g. table3_lr")
     tables.add_argument("--out", default="outputs/tables", help="folder for the Markdown, CSV and PNG files")

@@ -27,7 +27,8 @@ from mer.data.prepare import PreparedData, prepare_data
 from mer.models.module import MicroExpressionModule
 from mer.preprocess.preview import preview_figure
 from mer.reporting.confusion import confusion_figure
-from mer.reporting.folds import fold_markdown, fold_table, predictions_csv
+from mer.reporting.data_summary import class_counts, summary_markdown
+from mer.reporting.folds import log_fold_report, predictions_csv
 from mer.tracking.hydra_callbacks import PARENT_RUN_ENV
 from mer.tracking.runs import TrackedRun, config_hash, finished_run, tracked_run
 
@@ -67,6 +68,9 @@ def log_data(run: TrackedRun, data: PreparedData, dataset_name: str) -> None:
     run.log_params({"data.clips_ok": len(data.report.ok), "data.clips_failed": len(data.report.failed),
                     "data.split_file": data.folds_path.name, "data.cache_dir": str(data.cache.dir),
                     "protocol.n_folds": len(data.folds["folds"])})
+    counts = class_counts(data.records, data.classes)
+    run.log_params({f"data.n_{label}": n for label, n in counts.items()} | {"data.n_subjects": len({r.subject for r in data.records})})
+    run.log_text(summary_markdown(data.records, data.classes, data.skipped, dataset_name), "data/summary.md")
     run.log_artifact(data.folds_path, "data")
     run.log_artifact(data.cache.manifest_path, "data")
     if data.report.failed:
@@ -86,7 +90,8 @@ def fit_fold(cfg: DictConfig, data: PreparedData, fold: dict, run: TrackedRun, c
     datamodule = build_datamodule(cfg, data, fold)
     run.log_params({"fold.name": fold["name"], "fold.n_train": len(fold["train"]), "fold.n_val": len(fold["val"]),
                     "fold.n_test": len(fold["test"])})
-    run.set_tags({"mer.selection": "best_inner_val" if data.protocol.selection == "val" else "last_epoch"})
+    run.set_tags({"mer.selection": "best_inner_val" if data.protocol.selection == "val" else "last_epoch",
+                  "mer.fold": fold["name"], "mer.protocol": data.protocol.name})
     module = build_module(cfg)
     logger = MLFlowLogger(experiment_name=cfg.logger.experiment_name, tracking_uri=cfg.logger.tracking_uri, run_id=run.run_id)
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values()]
@@ -133,18 +138,6 @@ def prediction_rows(fold: dict, datamodule: ClipDataModule, module: MicroExpress
     return rows
 
 
-def report_folds(run: TrackedRun, predictions: list[dict], classes: Sequence[str], protocol: str, selection: str
-                 ) -> dict[str, float]:
-    table, pooled, matrix = fold_table(predictions, classes)
-    run.log_metrics({f"pooled/{k}": v for k, v in pooled.items()})
-    run.log_text(fold_markdown(table, pooled, protocol, selection), "report/folds.md")
-    run.log_text(predictions_csv(predictions, classes), "report/predictions.csv")
-    figure = confusion_figure(matrix, classes, f"{protocol}: predictions pooled over {len(table)} folds")
-    run.log_figure(figure, "report/confusion_matrix_pooled.png")
-    plt.close(figure)
-    return {f"pooled/{k}": v for k, v in pooled.items()}
-
-
 def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
     """Fit, evaluate and log one configuration under its protocol; returns the final metrics."""
     pl.seed_everything(cfg.seed, workers=True)
@@ -170,12 +163,12 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
         for fold in folds:
             fold_cfg = cfg.copy()
             fold_cfg.protocol.fold = fold["index"]  # so each checkpoint rebuilds its own fold
-            with tracked_run(fold_cfg, overrides, {**hydra_tags(), "mer.fold": fold["name"]}, parent=run,
+            with tracked_run(fold_cfg, overrides, hydra_tags(), parent=run,
                              name_suffix=fold["name"]) as child:
                 _, fold_predictions = fit_fold(fold_cfg, data, fold, child,
                                                Path(cfg.trainer.default_root_dir) / "checkpoints" / f"fold{fold['index']:03d}")
             predictions += fold_predictions
-        pooled = report_folds(run, predictions, list(cfg.data.classes), data.protocol.name, data.protocol.selection) if predictions else {}
+        pooled = log_fold_report(run, predictions, list(cfg.data.classes), data.protocol.name, data.protocol.selection) if predictions else {}
         log.info("run %s (%d folds) finished: %s", run.run_id, len(folds), {k: round(v, 4) for k, v in pooled.items()})
         return pooled
 

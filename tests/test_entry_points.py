@@ -70,3 +70,30 @@ def test_unknown_model_lists_the_choices(tmp_path):
 def test_evaluate_without_a_target_says_what_to_give(tmp_path):
     result = run_script("evaluate.py", f"paths.root_dir={tmp_path}")
     _fails_cleanly(result, "ckpt_path", "run_id")
+
+
+def test_multirun_over_folds_pools_them_in_the_parent(tmp_path, tiny_tree, shared_dirs):
+    store = f"sqlite:///{tmp_path / 'folds.db'}"
+    args = [*base_overrides(tmp_path, tiny_tree, shared_dirs), f"logger.tracking_uri={store}", "trainer.max_epochs=1"]
+    result = run_script("train.py", "-m", "protocol=kfold", "protocol.k=2", "protocol.fold=0,1", *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(store)
+    runs = client.search_runs([client.get_experiment_by_name("mer").experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("mer.role") == "sweep_parent"]
+    folds = sorted(r.data.tags["mer.fold"] for r in runs if r is not parent)
+    assert folds == ["fold=0", "fold=1"]
+    assert {"pooled/acc", "pooled/uf1", "pooled/uar"} <= set(parent.data.metrics)
+    predictions = client.download_artifacts(parent.info.run_id, "report/predictions.csv")
+    assert len(open(predictions).read().splitlines()) == 1 + 18, "every clip predicted once over the two folds"
+
+
+def test_data_summary_counts_per_class_and_subject(tmp_path, tiny_tree):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "mer.cli", "data", "summary", f"data.root={tiny_tree}",
+                             f"paths.root_dir={tmp_path}"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "18 clips, 6 subjects, 3 classes." in result.stdout
+    assert "| subject | negative | positive | surprise | total |" in result.stdout
+    assert "| **all** |" in result.stdout

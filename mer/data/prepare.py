@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class PreparedData:
     records: list[ClipRecord]  # the clips that preprocessed cleanly
+    classes: list[str]
     skipped: list[tuple[str, str]]  # folders/rows the indexer could not use
     report: CacheReport
     cache: ClipCache
@@ -50,4 +51,4 @@ def prepare_data(cfg: DictConfig, progress: bool = True) -> PreparedData:
         raise MerError(f"no clip could be preprocessed; reasons are listed in {cache.failures_path}")
     good = sorted(report.ok, key=lambda r: r.clip_id)
     folds, folds_path = load_or_make_folds(Path(cfg.paths.split_dir), good, protocol)
-    return PreparedData(good, skipped, report, cache, protocol, folds, folds_path)
+    return PreparedData(good, list(cfg.data.classes), skipped, report, cache, protocol, folds, folds_path)

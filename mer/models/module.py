@@ -35,7 +35,7 @@ class MicroExpressionModule(pl.LightningModule):
         super().__init__()
         # The resolved run config travels inside every checkpoint, so a checkpoint alone
         # rebuilds its network and preprocessing (evaluate.py relies on this).
-        self.save_hyperparameters({"class_names": list(class_names), "run_config": run_config})
+        self.save_hyperparameters({"class_names": list(class_names), "run_config": run_config}, logger=False)
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler

@@ -7,9 +7,11 @@ import csv
 import io
 from typing import Sequence
 
+import matplotlib.pyplot as plt
 import numpy as np
 
 from mer.metrics import confusion_matrix, scores
+from mer.reporting.confusion import confusion_figure
 
 PREDICTION_FIELDS = ("fold", "clip_id", "subject", "label", "predicted")
 
@@ -53,3 +55,36 @@ def fold_markdown(table: Sequence[dict], pooled: dict[str, float], protocol: str
     lines.append(f"| **pooled** | {n} | {pooled['acc']:.4f} | {pooled['uf1']:.4f} | {pooled['uar']:.4f} |")
     lines.append(f"| mean of folds | | {pooled['fold_mean_acc']:.4f} | {pooled['fold_mean_uf1']:.4f} | {pooled['fold_mean_uar']:.4f} |")
     return "\n".join(lines) + "\n"
+
+
+def log_fold_report(run, predictions: list[dict], classes: Sequence[str], protocol: str, selection: str) -> dict[str, float]:
+    """Pooled metrics, the per-fold table, pooled predictions and confusion, on `run`."""
+    table, pooled, matrix = fold_table(predictions, classes)
+    run.log_metrics({f"pooled/{k}": v for k, v in pooled.items()})
+    run.log_text(fold_markdown(table, pooled, protocol, selection), "report/folds.md")
+    run.log_text(predictions_csv(predictions, classes), "report/predictions.csv")
+    figure = confusion_figure(matrix, classes, f"{protocol}: predictions pooled over {len(table)} folds")
+    run.log_figure(figure, "report/confusion_matrix_pooled.png")
+    plt.close(figure)
+    return {f"pooled/{k}": v for k, v in pooled.items()}
+
+
+def pool_fold_runs(client, parent_run_id: str, classes: Sequence[str], tracking_uri: str) -> dict[str, float]:
+    """For a multirun over `protocol.fold`: pool the predictions of the parent's
+    finished fold runs and log the fold report to the parent. Nothing when fewer than
+    two folds ran."""
+    from mer.tracking.runs import TrackedRun
+
+    experiment_id = client.get_run(parent_run_id).info.experiment_id
+    children = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'FINISHED'")
+    children = [c for c in children if "mer.fold" in c.data.tags]
+    if len({c.data.tags["mer.fold"] for c in children}) < 2:
+        return {}
+    predictions = []
+    for child in children:
+        path = client.download_artifacts(child.info.run_id, "predictions.csv")
+        with open(path) as handle:
+            predictions += read_predictions_csv(handle.read())
+    protocol = children[0].data.tags.get("mer.protocol", "folds")
+    selection = "val" if children[0].data.tags.get("mer.selection") == "best_inner_val" else "last"
+    return log_fold_report(TrackedRun(client, parent_run_id, tracking_uri), predictions, classes, protocol, selection)

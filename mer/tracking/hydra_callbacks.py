@@ -63,9 +63,15 @@ class SweepParentRun(Callback):
         from mer.reporting.tables import build_sweep_report
 
         client = MlflowClient(config.logger.tracking_uri)
+        from mer.reporting.folds import pool_fold_runs
+
         try:
             if config.get("sweep"):
                 build_sweep_report(client, config.logger.experiment_name, sweep_name(config), parent_run_id=self.run_id)
+            # A multirun over protocol.fold: pooled metrics over its fold runs.
+            swept = {o.split("=")[0].lstrip("+~") for o in config.hydra.overrides.task if "," in o}
+            if "protocol.fold" in swept | set(config.hydra.sweeper.get("params") or {}):
+                pool_fold_runs(client, self.run_id, list(config.data.classes), config.logger.tracking_uri)
         finally:
             client.set_terminated(self.run_id, "FINISHED")
             os.environ.pop(PARENT_RUN_ENV, None)
