@@ -33,10 +33,6 @@ class Face:
     box: tuple[int, int, int, int]  # x0, y0, x1, y1 in image pixels
     landmarks: np.ndarray  # (68, 2) float32, x then y
 
-    @property
-    def area(self) -> int:
-        return box_area(self.box)
-
 
 def dlib_predictor_path() -> Path:
     """The 68-point model shipped by `face-recognition-models`, found without importing it

@@ -19,10 +19,6 @@ class StageTimer:
         finally:
             self.seconds[name] += time.perf_counter() - start
 
-    def merge(self, other: "StageTimer") -> None:
-        for name, seconds in other.seconds.items():
-            self.seconds[name] += seconds
-
     def shares(self) -> dict[str, float]:
         total = sum(self.seconds.values()) or 1.0
         return {name: seconds / total for name, seconds in self.seconds.items()}
