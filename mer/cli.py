@@ -19,15 +19,13 @@ def _generate(args: argparse.Namespace) -> None:
 
 def _preview(args: argparse.Namespace) -> None:
     import matplotlib.pyplot as plt
-    from hydra import compose, initialize_config_dir
 
-    from mer.config import CONFIG_DIR
+    from mer.config import compose_train
     from mer.preprocess.frames import FrameSource
     from mer.preprocess.pipeline import PreprocessSettings
     from mer.preprocess.preview import preview_figure
 
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=args.overrides)
+    cfg = compose_train(args.overrides)
     settings = PreprocessSettings(**cfg.preprocess)
     source = FrameSource(Path(args.clip))
     figure = preview_figure(source, settings, args.apex, args.onset)
@@ -38,14 +36,11 @@ def _preview(args: argparse.Namespace) -> None:
 
 
 def _data_summary(args: argparse.Namespace) -> None:
-    from hydra import compose, initialize_config_dir
-
-    from mer.config import CONFIG_DIR
+    from mer.config import compose_train
     from mer.data.sources import index_dataset
     from mer.reporting.data_summary import summary_markdown
 
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=args.overrides)
+    cfg = compose_train(args.overrides)
     records, skipped = index_dataset(cfg.data)
     print(summary_markdown(records, list(cfg.data.classes), skipped, f"{cfg.data.name}: {cfg.data.root}"))
 

@@ -21,3 +21,11 @@ def register_resolvers() -> None:
 
 
 register_resolvers()
+
+
+def compose_train(overrides):
+    """`conf/train.yaml` with command-line style overrides, outside `@hydra.main`."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        return compose("train", overrides=list(overrides))

@@ -15,7 +15,7 @@ from mer.preprocess.align import alignment_matrix, transform_points  # noqa: E40
 from mer.preprocess.faces import LEFT_EYE, RIGHT_EYE, largest_face  # noqa: E402
 from mer.preprocess.frames import FrameSource  # noqa: E402
 from mer.preprocess.pipeline import PreprocessSettings, face_backend, preprocess_clip, reference_index  # noqa: E402
-from mer.preprocess.regions import source_box  # noqa: E402
+from mer.preprocess.regions import blank_eye, source_box  # noqa: E402
 from mer.preprocess.temporal import window_indices  # noqa: E402
 
 
@@ -41,9 +41,7 @@ def stage_images(source: FrameSource, settings: PreprocessSettings, apex: int | 
     face_crop = cv2.warpAffine(aligned, crop_matrix, (w, h), borderMode=cv2.BORDER_REPLICATE)
     masked = face_crop.copy()
     for eye in (RIGHT_EYE, LEFT_EYE):
-        polygon = transform_points(crop_matrix, points[eye])
-        centre = polygon.mean(axis=0)
-        cv2.fillPoly(masked, [np.round(centre + (polygon - centre) * settings.mask_scale).astype(np.int32)], 0)
+        blank_eye(masked, transform_points(crop_matrix, points[eye]), settings.mask_scale)
     clip = preprocess_clip(source, settings, apex, onset)
     stages = {
         "1 frame": frame,

@@ -107,7 +107,10 @@ def _mask_eyes(mask, matrix, landmarks, tile: Tile, offset, mask_scale: float) -
     for eye in EYES:
         if not any(g == eye or (g.start <= eye.start and eye.stop <= g.stop) for g in tile.groups):
             continue
-        polygon = transform_points(matrix, landmarks[eye]) + offset
-        centre = polygon.mean(axis=0)
-        polygon = centre + (polygon - centre) * mask_scale
-        cv2.fillPoly(mask, [np.round(polygon).astype(np.int32)], 0)
+        blank_eye(mask, transform_points(matrix, landmarks[eye]) + offset, mask_scale)
+
+
+def blank_eye(image: np.ndarray, polygon: np.ndarray, scale: float) -> None:
+    """Zero the eye polygon, grown about its centre by `scale` to cover the lashes."""
+    centre = polygon.mean(axis=0)
+    cv2.fillPoly(image, [np.round(centre + (polygon - centre) * scale).astype(np.int32)], 0)
