@@ -34,7 +34,13 @@ test-all: setup
 generate: setup
 	$(VENV)/bin/mer generate data/builtin_smic
 
+# The Keras/TensorFlow peer and tcmalloc are for the benchmark only: training never needs them.
 bench: setup
+	$(PY) -m pip install -q -e '.[peer]'
+	@if ldconfig -p | grep -q libtcmalloc_minimal; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && apt-get install -y -q libtcmalloc-minimal4 >/dev/null 2>&1; then \
+		echo "installed Debian's libtcmalloc-minimal4"; \
+	else echo "tcmalloc unavailable (Debian: libtcmalloc-minimal4): benchmarking with the system allocator"; fi
 	$(PY) benchmarks/run.py
 
 ui: setup

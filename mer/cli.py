@@ -59,6 +59,16 @@ def _tables(args: argparse.Namespace) -> None:
         print(f"logged to the sweep's parent run {parent} (tables/)")
 
 
+def _export(args: argparse.Namespace) -> None:
+    from mer.evaluation import load_checkpoint
+    from mer.models.export import export_onnx
+
+    module, run_cfg = load_checkpoint(Path(args.checkpoint))
+    out = export_onnx(module.net, Path(args.output), run_cfg.preprocess.depth, run_cfg.preprocess.size)
+    print(f"wrote {out} (input 'clips' N x 1 x {run_cfg.preprocess.depth} x {run_cfg.preprocess.size}"
+          f" x {run_cfg.preprocess.size}, output 'logits' N x {len(run_cfg.data.classes)}: {', '.join(run_cfg.data.classes)})")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mer", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -89,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     tables.add_argument("--tracking-uri", default="sqlite:///outputs/mlflow.db")
     tables.add_argument("--experiment", default="mer")
     tables.set_defaults(handler=_tables)
+    export = commands.add_parser("export", help="write a train.py checkpoint's network as ONNX (dynamic batch)")
+    export.add_argument("checkpoint", help="a .ckpt written by train.py (see the run's checkpoints/ artifacts)")
+    export.add_argument("output", help="the .onnx file to write")
+    export.set_defaults(handler=_export)
     args = parser.parse_args(argv)
     try:
         args.handler(args)

@@ -67,6 +67,11 @@ def test_unknown_model_lists_the_choices(tmp_path):
     _fails_cleanly(result, "model/resnet", "mer3dcnn", "microexpstcnn")
 
 
+def test_a_refused_model_value_is_one_clear_message(tmp_path, tiny_tree, shared_dirs):
+    result = run_script("train.py", *base_overrides(tmp_path, tiny_tree, shared_dirs), "model.impl=fast", "debug=fast")
+    _fails_cleanly(result, "model.impl must be one of fused, stock, reference, got 'fast'")
+
+
 def test_evaluate_without_a_target_says_what_to_give(tmp_path):
     result = run_script("evaluate.py", f"paths.root_dir={tmp_path}")
     _fails_cleanly(result, "ckpt_path", "run_id")

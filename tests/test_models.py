@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from mer.models import cpu_kernels, stock_ops
 from mer.models.mer3dcnn import MER3DCNN
 from mer.models.microexpstcnn import MicroExpSTCNN
 
@@ -38,13 +39,21 @@ def test_microexpstcnn_baseline_shapes():
 def test_bad_model_values_are_refused():
     with pytest.raises(ValueError, match="dropout"):
         MER3DCNN(dropout=1.5)
+    with pytest.raises(ValueError, match="model.impl must be one of fused, stock, reference"):
+        MER3DCNN(impl="fast")
     with pytest.raises(ValueError, match="temporal_kernel"):
         MicroExpSTCNN(depth=10, temporal_kernel=15)
 
 
-def test_fast_forward_is_exactly_the_reference_in_float64():
+def test_the_cpu_kernels_build_here():
+    # a machine with a compiler must get the fused path, not a silent fallback
+    assert cpu_kernels.load_kernels() is not None
+
+
+@pytest.mark.parametrize("impl", ["fused", "stock"])
+def test_fast_forward_is_exactly_the_reference_in_float64(impl):
     torch.manual_seed(0)
-    model = MER3DCNN().double().eval()
+    model = MER3DCNN(impl=impl).double().eval()
     x = torch.rand(3, 1, 10, 128, 128, dtype=torch.float64)
     y = torch.tensor([0, 1, 2])
     grads = []
@@ -59,8 +68,56 @@ def test_fast_forward_is_exactly_the_reference_in_float64():
         assert torch.allclose(ref, fast, atol=1e-10, rtol=0)
 
 
+@pytest.mark.parametrize("impl", ["fused", "stock"])
 @pytest.mark.parametrize("depth", [10, 11, 12, 18])
-def test_fast_forward_matches_for_other_depths(depth):
-    model = MER3DCNN(depth=depth, size=64).double().eval()
+def test_fast_forward_matches_for_other_depths(depth, impl):
+    model = MER3DCNN(depth=depth, size=64, impl=impl).double().eval()
     x = torch.rand(2, 1, depth, 64, 64, dtype=torch.float64)
     assert torch.allclose(model(x), model.reference_forward(x), atol=1e-10, rtol=0)
+
+
+def test_fused_path_follows_pooling_ties_like_maxpool():
+    # a constant clip makes every conv output in a window equal: the gradient must go to the
+    # window's first position, as MaxPool3d sends it
+    torch.manual_seed(0)
+    model = MER3DCNN(size=64).double().eval()
+    x = torch.full((2, 1, 10, 64, 64), 0.5, dtype=torch.float64)
+    grads = []
+    for impl in ("reference", "fused"):
+        model.impl = impl
+        model.zero_grad()
+        model(x).sum().backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for ref, fused in zip(*grads):
+        assert torch.allclose(ref, fused, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("dropout", [cpu_kernels.dropout, stock_ops.dropout], ids=["kernel", "stock"])
+def test_fast_dropouts_have_dropouts_distribution_and_gradient(dropout):
+    x = torch.ones(400_000, requires_grad=True)
+    torch.manual_seed(3)
+    out = dropout(x, 0.3, training=True)
+    kept = out != 0
+    assert abs(kept.double().mean().item() - 0.7) < 5 * (0.21 / 400_000) ** 0.5
+    assert torch.allclose(out[kept], torch.full_like(out[kept], 1 / 0.7))
+    pairs = (kept[:-1] & kept[1:]).double().mean().item()  # neighbours drawn independently
+    assert abs(pairs - 0.49) < 5 * (0.25 / 400_000) ** 0.5
+    out.backward(torch.full_like(out, 2.0))
+    assert torch.equal(x.grad, out.detach() * 2.0)
+    assert dropout(x, 0.3, training=False) is x
+
+
+def test_kernel_dropout_masks_follow_torchs_seed_not_the_thread_count():
+    x = torch.rand(2, 32, 2, 42, 42).contiguous(memory_format=torch.channels_last_3d)
+    threads = torch.get_num_threads()
+    masks = []
+    try:
+        for seed, n_threads in ((5, 1), (5, 2), (6, 2)):
+            torch.manual_seed(seed)
+            torch.set_num_threads(n_threads)
+            masks.append(cpu_kernels.dropout(x, 0.5, training=True))
+    finally:
+        torch.set_num_threads(threads)
+    assert masks[0].is_contiguous(memory_format=torch.channels_last_3d)
+    assert torch.equal(masks[0], masks[1])
+    assert not torch.equal(masks[1], masks[2])

@@ -33,6 +33,14 @@ def test_fast_dev_run_of_every_combination(make_cfg, model, preprocess, optim, s
     assert "test/acc" in metrics and 0.0 <= metrics["test/acc"] <= 1.0
 
 
+@pytest.mark.parametrize("impl", ["stock", "reference"])
+def test_every_model_impl_trains(make_cfg, impl):
+    # fused is the default, trained by every other test here
+    cfg = make_cfg(f"model.impl={impl}", "debug=fast")
+    metrics = train(cfg, [f"model.impl={impl}"])
+    assert 0.0 <= metrics["test/acc"] <= 1.0
+
+
 def test_paper_experiment_composes_the_papers_settings(make_cfg):
     cfg = make_cfg("experiment=paper")
     assert (cfg.optim.lr, cfg.model.dropout, cfg.trainer.max_epochs, cfg.data.batch_size) == (0.001, 0.3, 100, 20)

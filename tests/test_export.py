@@ -1,0 +1,62 @@
+"""Checkpoints outlive code changes, and trained networks leave for other runtimes as ONNX."""
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+
+from mer.cli import main as mer_main
+from mer.evaluation import load_checkpoint
+from mer.models.export import export_onnx
+from mer.models.mer3dcnn import MER3DCNN
+from mer.training import train
+
+
+@pytest.fixture
+def checkpoint(make_cfg, tmp_path):
+    cfg = make_cfg("trainer.max_epochs=1", "test=false")
+    train(cfg, ["trainer.max_epochs=1"])
+    (path,) = (tmp_path / "out" / "checkpoints").glob("*.ckpt")
+    return path
+
+
+def onnx_logits(path, clips):
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(["logits"], {"clips": clips.numpy()})[0]
+
+
+@pytest.mark.parametrize("impl", ["fused", "stock"])
+def test_onnx_export_gives_the_models_logits_for_any_batch(tmp_path, impl):
+    torch.manual_seed(0)
+    net = MER3DCNN(size=64, impl=impl).eval()
+    path = export_onnx(net, tmp_path / "net.onnx", depth=10, size=64)
+    assert net.impl == impl  # the export borrows the reference graph only while tracing
+    for batch in (1, 5):
+        clips = torch.rand(batch, 1, 10, 64, 64)
+        with torch.no_grad():
+            expected = net(clips).numpy()
+        np.testing.assert_allclose(onnx_logits(path, clips), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_mer_export_writes_a_checkpoints_network(checkpoint, tmp_path, capsys):
+    out = tmp_path / "model.onnx"
+    assert mer_main(["export", str(checkpoint), str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    module, run_cfg = load_checkpoint(checkpoint)
+    clips = torch.rand(3, 1, run_cfg.preprocess.depth, run_cfg.preprocess.size, run_cfg.preprocess.size)
+    with torch.no_grad():
+        expected = module.eval()(clips).numpy()
+    np.testing.assert_allclose(onnx_logits(out, clips), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_checkpoints_from_before_model_impl_still_load(checkpoint, tmp_path):
+    stored = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    del stored["hyper_parameters"]["run_config"]["model"]["impl"]
+    old = tmp_path / "before-impl.ckpt"
+    torch.save(stored, old)
+    new_module, run_cfg = load_checkpoint(checkpoint)
+    old_module, _ = load_checkpoint(old)
+    assert old_module.net.impl == "fused"
+    clips = torch.rand(2, 1, run_cfg.preprocess.depth, run_cfg.preprocess.size, run_cfg.preprocess.size)
+    with torch.no_grad():
+        torch.testing.assert_close(old_module.eval()(clips), new_module.eval()(clips))
