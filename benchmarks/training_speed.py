@@ -9,7 +9,7 @@ clips loaded from a real preprocessing cache); inference at batch 1 and 20; Kera
 caches shared), the processes are interleaved over rounds because machines are noisy, and
 figures are the median and best over rounds of each process's median epoch.
 
-    python benchmarks/training_speed.py [--rounds 3] [--epochs 3] [--allocator auto|system|tcmalloc]
+    python benchmarks/training_speed.py [--rounds 5] [--epochs 3] [--allocator auto|system|tcmalloc]
 """
 
 from __future__ import annotations
@@ -270,7 +270,7 @@ def summarise(rounds: list[dict], key: str) -> tuple[float, float] | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per process, after one warm-up epoch")
     parser.add_argument("--allocator", choices=("auto", "system", "tcmalloc"), default="auto",
                         help="auto: tcmalloc for the PyTorch processes when the library is installed")
