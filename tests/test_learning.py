@@ -1,4 +1,4 @@
-"""The paper configuration learns on the built-in data (slow: ~5 min on 2 CPU cores)."""
+"""The paper configuration learns on the built-in data (slow: ~2 min on 2 CPU cores)."""
 
 import pytest
 
