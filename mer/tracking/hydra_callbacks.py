@@ -3,21 +3,20 @@ job starts, and give every multirun a parent run that its jobs nest under."""
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
 from hydra.experimental.callback import Callback
+from mlflow.entities import Param
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 from omegaconf import DictConfig
 
-from mer.tracking.store import ensure_store
+from mer.tracking.store import ensure_logger_store
 
 # Jobs read the parent run id from here: it reaches in-process jobs and the worker
 # processes of other launchers, which inherit the environment.
 PARENT_RUN_ENV = "MER_PARENT_RUN_ID"
-log = logging.getLogger(__name__)
 
 
 def sweep_name(config: DictConfig) -> str:
@@ -26,15 +25,11 @@ def sweep_name(config: DictConfig) -> str:
 
 
 class PrepareTrackingStore(Callback):
-    def _prepare(self, config: DictConfig) -> str:
-        logger = config.logger
-        return ensure_store(logger.tracking_uri, logger.experiment_name, logger.get("artifact_location"))
-
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._prepare(config)
+        ensure_logger_store(config.logger)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._prepare(config)
+        ensure_logger_store(config.logger)
 
 
 class SweepParentRun(Callback):
@@ -45,26 +40,23 @@ class SweepParentRun(Callback):
         self.run_id: str | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        logger = config.logger
-        experiment_id = ensure_store(logger.tracking_uri, logger.experiment_name, logger.get("artifact_location"))
-        client = MlflowClient(logger.tracking_uri)
+        experiment_id = ensure_logger_store(config.logger)
+        client = MlflowClient(config.logger.tracking_uri)
         name = sweep_name(config)
         params = {k: str(v) for k, v in (config.hydra.sweeper.get("params") or {}).items()}
         tags = {MLFLOW_RUN_NAME: f"sweep {name}", "mer.role": "sweep_parent", "mer.sweep_name": name,
                 "mer.sweep_overrides": " ".join(config.hydra.overrides.task)}
         self.run_id = client.create_run(experiment_id, run_name=tags[MLFLOW_RUN_NAME], tags=tags).info.run_id
-        for key, value in params.items():
-            client.log_param(self.run_id, f"sweep.{key}", value)
+        client.log_batch(self.run_id, params=[Param(f"sweep.{key}", value) for key, value in params.items()])
         os.environ[PARENT_RUN_ENV] = self.run_id
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.run_id is None:
             return
+        from mer.reporting.folds import pool_fold_runs
         from mer.reporting.tables import build_sweep_report
 
         client = MlflowClient(config.logger.tracking_uri)
-        from mer.reporting.folds import pool_fold_runs
-
         try:
             if config.get("sweep"):
                 build_sweep_report(client, config.logger.experiment_name, sweep_name(config), parent_run_id=self.run_id)

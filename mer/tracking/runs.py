@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from omegaconf import DictConfig, OmegaConf
 
-from mer.tracking.store import ensure_store
+from mer.tracking.store import ensure_logger_store
 
 TRACKED_PACKAGES = ("mer", "torch", "pytorch-lightning", "torchmetrics", "hydra-core", "omegaconf", "mlflow",
                     "numpy", "opencv-python-headless", "dlib-bin", "albumentations", "onnxruntime")
@@ -141,7 +141,7 @@ def tracked_run(cfg: DictConfig, overrides: Sequence[str], extra_tags: dict[str,
     """A run that ends FINISHED, or FAILED (KILLED on Ctrl-C) with the error in `mer.error`.
     With `parent`, it is nested under that run in the MLflow UI (one fold of a protocol)."""
     logger = cfg.logger
-    experiment_id = ensure_store(logger.tracking_uri, logger.experiment_name, logger.get("artifact_location"))
+    experiment_id = ensure_logger_store(logger)
     client = MlflowClient(logger.tracking_uri)
     name = logger.get("run_name") or (sweep_cell_name(cfg) if cfg.get("sweep") else
                                       run_name(overrides, cfg.seed, cfg.model._target_.rsplit(".", 1)[-1]))

@@ -27,6 +27,11 @@ def ensure_store(tracking_uri: str, experiment_name: str, artifact_location: str
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def ensure_logger_store(logger) -> str:
+    """`ensure_store` for a run config's `logger` group."""
+    return ensure_store(logger.tracking_uri, logger.experiment_name, logger.get("artifact_location"))
+
+
 def _ensure_experiment(client: MlflowClient, experiment_name: str, artifact_location: str | None) -> str:
     experiment = client.get_experiment_by_name(experiment_name)
     if experiment is not None:
