@@ -7,8 +7,10 @@ import shutil
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from mer.data.cache import ClipCache
+from mer.data.datamodule import ClipDataModule
 from mer.data.face_sources import FaceSource
 from mer.data.records import ClipRecord
 from mer.data.generator import clip_plan
@@ -112,6 +114,21 @@ def test_cache_reuses_clips_and_separates_configs(tiny_tree, tmp_path):
     assert other.dir != cache.dir
     assert cache.load(records[0]).shape == (10, 128, 128)
     assert not list(cache.dir.glob(".*tmp*")), "no temporary files left behind"
+
+
+def test_datamodule_batches_are_the_cached_clips_as_floats(tiny_tree, tmp_path):
+    records = index_smic_hs(tiny_tree)[0][:3]
+    cache = ClipCache(tmp_path, PreprocessSettings(), tiny_tree)
+    cache.build(records, workers=1, progress=False)
+    ids = [r.clip_id for r in records]
+    datamodule = ClipDataModule(cache, records, ["negative", "positive", "surprise"],
+                                {"train": ids, "val": [], "test": ids[:1]}, batch_size=2)
+    datamodule.setup()
+    batch = next(iter(datamodule.test_dataloader()))
+    assert batch[0].dtype == torch.uint8, "bytes cross the loader (and to a GPU)"
+    clips, labels = datamodule.on_after_batch_transfer(batch, 0)
+    assert clips.dtype == torch.float32 and clips.shape == (1, 1, 10, 128, 128)
+    np.testing.assert_allclose(clips[0, 0].numpy(), cache.load(records[0]) / 255.0, atol=1e-7)
 
 
 def test_bad_clips_are_reported_and_the_rest_is_cached(tiny_tree, tmp_path):

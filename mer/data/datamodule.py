@@ -15,7 +15,8 @@ from mer.data.records import ClipRecord
 
 
 class ClipDataset(Dataset):
-    """uint8 clips in memory; each item is (1, depth, H, W) float in [0, 1] and its label."""
+    """uint8 clips in memory; each item is a (1, depth, H, W) clip, still in the cache's 0-255
+    values, and its label. ClipDataModule turns whole batches into floats in [0, 1]."""
 
     def __init__(self, clips: np.ndarray, labels: Sequence[int], augment: ClipAugmenter | None = None):
         self.clips = clips
@@ -29,7 +30,7 @@ class ClipDataset(Dataset):
         clip = self.clips[index]
         if self.augment is not None:
             clip = self.augment(clip)
-        return torch.from_numpy(np.ascontiguousarray(clip))[None].float().div_(255.0), self.labels[index]
+        return torch.from_numpy(np.ascontiguousarray(clip))[None], self.labels[index]
 
 
 class ClipDataModule(pl.LightningDataModule):
@@ -66,6 +67,12 @@ class ClipDataModule(pl.LightningDataModule):
     def _loader(self, part: str, shuffle: bool = False) -> DataLoader:
         return DataLoader(self.datasets[part], batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        # One conversion per batch, on the device: bytes are a quarter of floats to collate
+        # and to copy to a GPU.
+        clips, labels = batch
+        return clips.float().div_(255.0), labels
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -39,7 +39,8 @@ def load_kernels():
     log.info("loading MER3DCNN CPU kernels (compiled on first use on this machine, about a minute)")
     try:
         return cpp_extension.load(name=f"mer3dcnn_cpu_{capability.lower()}", sources=[str(SOURCE)],
-                                  extra_cflags=["-O3", "-ffp-contract=fast", *_ARCH_FLAGS.get(capability, [])])
+                                  extra_cflags=["-O3", "-ffp-contract=fast", "-fopenmp", *_ARCH_FLAGS.get(capability, [])],
+                                  extra_ldflags=["-fopenmp"])
     except Exception as error:  # no compiler, ninja or headers: all mean "use stock ops"
         lines = str(error).strip().splitlines() or [type(error).__name__]
         log.warning("MER3DCNN CPU kernels unavailable (%s); using stock PyTorch ops", lines[-1][:200])
