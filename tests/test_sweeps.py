@@ -67,7 +67,8 @@ def test_tiny_sweep_parent_children_tables_and_resume(tmp_path, tiny_tree, share
     for name in ("table3_lr.md", "table3_lr.csv", "table3_lr_table6.md", "table3_lr_accuracy.png", "table3_lr_curves.png"):
         assert (out / name).stat().st_size > 0
     text = (out / "table3_lr.md").read_text()
-    assert "| 0.01 |" in text and "76.81" in text and "| 2 |" in text, text
+    # the forced re-run replaces each cell's first run instead of counting twice
+    assert "| 0.01 |" in text and "76.81" in text and "| 1 | 1 |" in text and "| 2 |" not in text, text
 
 
 def test_table_builder_mean_std_from_known_values(tmp_path):
@@ -77,13 +78,20 @@ def test_table_builder_mean_std_from_known_values(tmp_path):
     known = {0.01: [0.5, 0.7], 0.001: [0.8, 0.9, 1.0], 0.0001: [0.6]}
     for lr, accs in known.items():
         for seed, acc in enumerate(accs, 1):
-            run = client.create_run(experiment, tags={"mer.sweep_name": "table3_lr", "mer.selection": "last_epoch"})
+            run = client.create_run(experiment, tags={"mer.sweep_name": "table3_lr", "mer.selection": "last_epoch",
+                                                      "mer.config_hash": f"c{seed}" if lr == 0.0001 else f"{lr}-{seed}"})
             for key, value in {"optim.lr": lr, "seed": seed, "sweep.varied": "optim.lr", "data.name": "builtin",
                                "protocol.name": "holdout", "fold.n_test": 10}.items():
                 client.log_param(run.info.run_id, key, value)
             client.log_metric(run.info.run_id, "test/acc", acc)
             client.log_metric(run.info.run_id, "val/acc", acc, step=0)
             client.set_terminated(run.info.run_id, "FINISHED")
+    # an older run of the 0.0001 cell's config (same config hash, run again later): not counted
+    stale = client.create_run(experiment, start_time=1, tags={"mer.sweep_name": "table3_lr", "mer.config_hash": "c1"})
+    for key, value in {"optim.lr": 0.0001, "seed": 1, "sweep.varied": "optim.lr"}.items():
+        client.log_param(stale.info.run_id, key, value)
+    client.log_metric(stale.info.run_id, "test/acc", 0.0)
+    client.set_terminated(stale.info.run_id, "FINISHED")
     files = build_sweep_report(client, "mer", "table3_lr", tmp_path / "out")
     rows = files["csv"].read_text().splitlines()
     assert rows[0] == "optim.lr,mean_acc,std_acc,runs,seeds,best,paper_acc"

@@ -27,9 +27,16 @@ def sweep_runs(client: MlflowClient, experiment_name: str, sweep: str) -> list:
     experiment = client.get_experiment_by_name(experiment_name)
     if experiment is None:
         raise MerError(f"no MLflow experiment {experiment_name!r} in the store")
-    runs = client.search_runs([experiment.experiment_id],
-                              f"tags.`mer.sweep_name` = '{sweep}' and attributes.status = 'FINISHED'", max_results=5000)
-    runs = [r for r in runs if r.data.tags.get("mer.role") != "sweep_parent"]
+    found = client.search_runs([experiment.experiment_id],
+                               f"tags.`mer.sweep_name` = '{sweep}' and attributes.status = 'FINISHED'",
+                               order_by=["attributes.start_time DESC"], max_results=5000)
+    # A config run again (sweep.force=true) counts once, as its newest run: resuming treats a
+    # finished run of a config as that config's result, and so do the tables.
+    newest = {}
+    for run in found:
+        if run.data.tags.get("mer.role") != "sweep_parent":
+            newest.setdefault(run.data.tags.get("mer.config_hash", run.info.run_id), run)
+    runs = list(newest.values())
     if not runs:
         raise MerError(f"no FINISHED runs of sweep {sweep!r} in experiment {experiment_name!r}")
     return runs
