@@ -2,7 +2,8 @@
 build of the same Table II model (the `peer` extra, installed by `make bench`).
 
 Measured, batch 20 over an epoch of 131 clips of 10x128x128 (the paper's SMIC-HS training
-part): the bare training step (forward + backward + Adam) for each `model.impl`; the full
+part; every measurement trains on the same clips, real faces from a preprocessing cache
+built once before the timings): the bare training step (forward + backward + Adam) for each `model.impl`; the full
 Lightning `fit` loop (the project's module, datamodule, trainer, checkpoint and MLflow logger,
 clips loaded from a real preprocessing cache); inference at batch 1 and 20; Keras `fit` and
 `predict_on_batch`. Each measurement runs in its own process (clean peak memory, no warm
@@ -33,9 +34,23 @@ TARGET_PEER_RATIO = 1.3  # stock PyTorch ops; 2.5 with the fused kernels
 TARGET_LOOP_OVERHEAD = 0.15
 
 
+TRAINING_CLIPS = "training_clips.npz"
+
+
 def synthetic_clips(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     return rng.random((CLIPS, 1, DEPTH, SIZE, SIZE), dtype=np.float32), rng.integers(0, CLASSES, CLIPS)
+
+
+def training_clips(cache_dir: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """The clips every measurement trains on: the Lightning run's 131 training clips from
+    the benchmark's cache (real faces; the kernels' speed depends a little on the data), or
+    random ones of the same shape where no cache was built (a worker run on its own)."""
+    path = Path(cache_dir) / TRAINING_CLIPS
+    if not cache_dir or not path.is_file():
+        return synthetic_clips()
+    with np.load(path) as saved:
+        return saved["clips"], saved["labels"]
 
 
 def peak_rss_mib() -> float:
@@ -53,7 +68,7 @@ def timed(call, repeats: int) -> list[float]:
 
 # ---- workers: each prints one JSON line ---------------------------------------------------
 
-def torch_step(impl: str, epochs: int, device: str = "cpu", amp: bool = False) -> dict:
+def torch_step(impl: str, epochs: int, device: str = "cpu", amp: bool = False, cache_dir: str = "") -> dict:
     import torch
 
     from mer.models.mer3dcnn import MER3DCNN
@@ -61,7 +76,7 @@ def torch_step(impl: str, epochs: int, device: str = "cpu", amp: bool = False) -
     torch.manual_seed(0)
     model = MER3DCNN(impl=impl, depth=DEPTH, size=SIZE, num_classes=CLASSES).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x, y = (torch.from_numpy(a).to(device) for a in synthetic_clips())
+    x, y = (torch.from_numpy(a).to(device) for a in training_clips(cache_dir))
 
     def epoch():
         for batch in torch.randperm(CLIPS).split(BATCH):
@@ -80,13 +95,13 @@ def torch_step(impl: str, epochs: int, device: str = "cpu", amp: bool = False) -
     return result
 
 
-def torch_inference(impl: str, epochs: int, device: str = "cpu") -> dict:
+def torch_inference(impl: str, epochs: int, device: str = "cpu", cache_dir: str = "") -> dict:
     import torch
 
     from mer.models.mer3dcnn import MER3DCNN
 
     model = MER3DCNN(impl=impl, depth=DEPTH, size=SIZE, num_classes=CLASSES).to(device).eval()
-    x = torch.from_numpy(synthetic_clips()[0][:BATCH]).to(device)
+    x = torch.from_numpy(training_clips(cache_dir)[0][:BATCH]).to(device)
 
     def infer(batch):
         model(x[:batch])
@@ -147,7 +162,7 @@ def lightning_fit(cache_dir: str, epochs: int) -> dict:
             "val_clips": len(fold["test"])}
 
 
-def keras_fit(epochs: int) -> dict:
+def keras_fit(epochs: int, cache_dir: str = "") -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # this wheel leaves oneDNN off unless asked; with it the peer is several times faster
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
@@ -170,7 +185,7 @@ def keras_fit(epochs: int) -> dict:
     ])
     model.compile(optimizer=keras.optimizers.Adam(1e-3),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-    x, y = synthetic_clips()
+    x, y = training_clips(cache_dir)
     x = np.ascontiguousarray(x.transpose(0, 2, 3, 4, 1))  # Keras is channels-last
     times: dict[str, list[float]] = {"epoch": [], "steps": []}
 
@@ -225,18 +240,28 @@ def _bench_cache(root: Path):
     return records, cache, {"name": "bench", "train": ids[:CLIPS], "val": [], "test": ids[CLIPS:]}
 
 
+def save_training_clips(root: Path) -> None:
+    """The cache's training clips as the float array the workers load (so that the Keras
+    worker never imports torch)."""
+    records, cache, fold = _bench_cache(root)
+    train = records[:CLIPS]
+    clips = np.stack([cache.load(r) for r in train])[:, None].astype(np.float32) / np.float32(255)
+    labels = np.array([("negative", "positive", "surprise").index(r.label) for r in train])
+    np.savez(root / TRAINING_CLIPS, clips=clips, labels=labels)
+
+
 WORKERS = {
-    "step reference": lambda a: torch_step("reference", a.epochs),
-    "step stock": lambda a: torch_step("stock", a.epochs),
-    "step fused": lambda a: torch_step("fused", a.epochs),
+    "step reference": lambda a: torch_step("reference", a.epochs, cache_dir=a.cache_dir),
+    "step stock": lambda a: torch_step("stock", a.epochs, cache_dir=a.cache_dir),
+    "step fused": lambda a: torch_step("fused", a.epochs, cache_dir=a.cache_dir),
     "lightning fit": lambda a: lightning_fit(a.cache_dir, a.epochs),
-    "infer stock": lambda a: torch_inference("stock", a.epochs),
-    "infer fused": lambda a: torch_inference("fused", a.epochs),
-    "keras": lambda a: keras_fit(a.epochs),
+    "infer stock": lambda a: torch_inference("stock", a.epochs, cache_dir=a.cache_dir),
+    "infer fused": lambda a: torch_inference("fused", a.epochs, cache_dir=a.cache_dir),
+    "keras": lambda a: keras_fit(a.epochs, cache_dir=a.cache_dir),
     # only where torch sees a GPU: cuDNN on the whole batch, channels-last, fp32 and bf16 autocast
-    "gpu step": lambda a: torch_step("stock", a.epochs, device="cuda"),
-    "gpu step bf16": lambda a: torch_step("stock", a.epochs, device="cuda", amp=True),
-    "gpu infer": lambda a: torch_inference("stock", a.epochs, device="cuda"),
+    "gpu step": lambda a: torch_step("stock", a.epochs, device="cuda", cache_dir=a.cache_dir),
+    "gpu step bf16": lambda a: torch_step("stock", a.epochs, device="cuda", amp=True, cache_dir=a.cache_dir),
+    "gpu infer": lambda a: torch_inference("stock", a.epochs, device="cuda", cache_dir=a.cache_dir),
 }
 GPU_WORKERS = ("gpu step", "gpu step bf16", "gpu infer")
 
@@ -323,7 +348,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         args.cache_dir = scratch
         sys.path.insert(0, str(Path(__file__).parent))
-        _bench_cache(Path(scratch))  # build once, outside the timings; workers only load it
+        save_training_clips(Path(scratch))  # the cache is built once, outside the timings
         for round_index in range(args.rounds):
             for name in names:
                 result = run_worker(name, args, env)
