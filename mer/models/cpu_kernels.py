@@ -38,6 +38,8 @@ def load_kernels():
     _put_ninja_on_path()
     log.info("loading MER3DCNN CPU kernels (compiled on first use on this machine, about a minute)")
     try:
+        # -fopenmp: torch's builder leaves it out, and without it at::parallel_for runs on one
+        # core. The extension then binds to the libgomp torch has already loaded (same soname).
         return cpp_extension.load(name=f"mer3dcnn_cpu_{capability.lower()}", sources=[str(SOURCE)],
                                   extra_cflags=["-O3", "-ffp-contract=fast", "-fopenmp", *_ARCH_FLAGS.get(capability, [])],
                                   extra_ldflags=["-fopenmp"])
