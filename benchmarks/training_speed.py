@@ -29,7 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-CLIPS, BATCH, DEPTH, SIZE, CLASSES = 131, 20, 10, 128, 3
+CLIPS, BATCH, DEPTH, SIZE = 131, 20, 10, 128
+LABELS = ("negative", "positive", "surprise")
+CLASSES = len(LABELS)
 TARGET_PEER_RATIO = 1.3  # stock PyTorch ops; 2.5 with the fused kernels
 TARGET_LOOP_OVERHEAD = 0.15
 
@@ -68,13 +70,17 @@ def timed(call, repeats: int) -> list[float]:
 
 # ---- workers: each prints one JSON line ---------------------------------------------------
 
+def bench_model(impl: str, device: str):
+    from mer.models.mer3dcnn import MER3DCNN
+
+    return MER3DCNN(impl=impl, depth=DEPTH, size=SIZE, num_classes=CLASSES).to(device)
+
+
 def torch_step(impl: str, epochs: int, device: str = "cpu", amp: bool = False, cache_dir: str = "") -> dict:
     import torch
 
-    from mer.models.mer3dcnn import MER3DCNN
-
     torch.manual_seed(0)
-    model = MER3DCNN(impl=impl, depth=DEPTH, size=SIZE, num_classes=CLASSES).to(device).train()
+    model = bench_model(impl, device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     x, y = (torch.from_numpy(a).to(device) for a in training_clips(cache_dir))
 
@@ -98,9 +104,7 @@ def torch_step(impl: str, epochs: int, device: str = "cpu", amp: bool = False, c
 def torch_inference(impl: str, epochs: int, device: str = "cpu", cache_dir: str = "") -> dict:
     import torch
 
-    from mer.models.mer3dcnn import MER3DCNN
-
-    model = MER3DCNN(impl=impl, depth=DEPTH, size=SIZE, num_classes=CLASSES).to(device).eval()
+    model = bench_model(impl, device).eval()
     x = torch.from_numpy(training_clips(cache_dir)[0][:BATCH]).to(device)
 
     def infer(batch):
@@ -151,7 +155,7 @@ def lightning_fit(cache_dir: str, epochs: int) -> dict:
             self._close_epoch()
 
     pl.seed_everything(0)
-    datamodule = ClipDataModule(cache, records, ["negative", "positive", "surprise"], fold, batch_size=BATCH)
+    datamodule = ClipDataModule(cache, records, list(LABELS), fold, batch_size=BATCH)
     logger = MLFlowLogger(experiment_name="bench", tracking_uri=f"sqlite:///{cache_dir}/mlflow.db")
     callbacks = [instantiate(c) for c in cfg.callbacks.values()] + [EpochTimer()]
     trainer = instantiate(cfg.trainer, max_epochs=epochs + 1, logger=logger, callbacks=callbacks,
@@ -227,12 +231,11 @@ def _bench_cache(root: Path):
         clips.mkdir(parents=True)
         carphone_clips(clips)
     sources = sorted(p for p in clips.iterdir() if p.is_dir())
-    labels = ("negative", "positive", "surprise")
     records = []
     for i in range(CLIPS + 33):
         folder = sources[i % len(sources)]
         frames = tuple(sorted(folder.glob("*.bmp")))
-        records.append(ClipRecord(f"clip{i:03d}", f"s{i % 8}", labels[i % 3], folder, frames))
+        records.append(ClipRecord(f"clip{i:03d}", f"s{i % 8}", LABELS[i % CLASSES], folder, frames))
     cache = ClipCache(root / "cache", PreprocessSettings(depth=DEPTH), root)
     report = cache.build(records, progress=False)
     assert not report.failed, report.failed
@@ -246,7 +249,7 @@ def save_training_clips(root: Path) -> None:
     records, cache, fold = _bench_cache(root)
     train = records[:CLIPS]
     clips = np.stack([cache.load(r) for r in train])[:, None].astype(np.float32) / np.float32(255)
-    labels = np.array([("negative", "positive", "surprise").index(r.label) for r in train])
+    labels = np.array([LABELS.index(r.label) for r in train])
     np.savez(root / TRAINING_CLIPS, clips=clips, labels=labels)
 
 
