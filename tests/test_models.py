@@ -94,7 +94,7 @@ def test_fused_path_follows_pooling_ties_like_maxpool():
 
 @pytest.mark.parametrize("dropout", [cpu_kernels.dropout, stock_ops.dropout], ids=["kernel", "stock"])
 def test_fast_dropouts_have_dropouts_distribution_and_gradient(dropout):
-    x = torch.ones(400_000, requires_grad=True)
+    x = torch.ones(400_001, requires_grad=True)  # odd: the kernel draws in pairs, the last alone
     torch.manual_seed(3)
     out = dropout(x, 0.3, training=True)
     kept = out != 0
@@ -121,3 +121,14 @@ def test_kernel_dropout_masks_follow_torchs_seed_not_the_thread_count():
     assert masks[0].is_contiguous(memory_format=torch.channels_last_3d)
     assert torch.equal(masks[0], masks[1])
     assert not torch.equal(masks[1], masks[2])
+
+
+def test_flatten_hands_pooling_a_channels_last_gradient():
+    x = torch.rand(4, 32, 2, 6, 6, requires_grad=True)
+    pooled = torch.nn.functional.max_pool3d(x.contiguous(memory_format=torch.channels_last_3d), 2)
+    flat = stock_ops.flatten_channels_last(pooled)
+    assert torch.equal(flat, pooled.flatten(1))
+    grad = torch.rand_like(flat)
+    (pooled_grad,) = torch.autograd.grad(flat, pooled, grad)
+    assert pooled_grad.is_contiguous(memory_format=torch.channels_last_3d)
+    assert torch.equal(pooled_grad, grad.view(pooled.shape))

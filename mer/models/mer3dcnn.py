@@ -62,7 +62,7 @@ class MER3DCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.impl == "reference":
             return self.reference_forward(x)
-        conv, relu, pool1, dropout1, pool2, dropout2, flatten = self.features
+        conv, relu, pool1, dropout1, pool2, dropout2, _ = self.features
         drop1, dense1, relu1, drop2, dense2 = self.classifier
         if self.impl == "fused" and cpu_kernels.conv_pool_applies(x, conv, pool1):
             x = cpu_kernels.conv_pool_relu(x, conv.weight, conv.bias)
@@ -80,5 +80,5 @@ class MER3DCNN(nn.Module):
         def drop(values, layer):
             return kernel_dropout(values, layer.p, self.training)
 
-        x = flatten(drop(pool2(drop(x, dropout1)), dropout2))
+        x = stock_ops.flatten_channels_last(drop(pool2(drop(x, dropout1)), dropout2))
         return dense2(drop(relu1(dense1(drop(x, drop1))), drop2))

