@@ -76,6 +76,18 @@ def test_fast_forward_matches_for_other_depths(depth, impl):
     assert torch.allclose(model(x), model.reference_forward(x), atol=1e-10, rtol=0)
 
 
+@pytest.mark.parametrize("channels", [16, 48, 8])
+def test_fused_path_takes_channel_counts_in_sixteens(channels):
+    # 48 = a full pass of register blocks and a remainder; 8 falls back to stock ops
+    model = MER3DCNN(channels=channels, depth=10, size=32).eval()
+    conv, pool = model.features[0], model.features[2]
+    x = torch.rand(2, 1, 10, 32, 32)
+    assert cpu_kernels.conv_pool_applies(x, conv, pool) == (channels % 16 == 0)
+    assert torch.allclose(model(x), model.reference_forward(x), atol=1e-5, rtol=0)
+    model, x = model.double(), x.double()
+    assert torch.allclose(model(x), model.reference_forward(x), atol=1e-10, rtol=0)
+
+
 def test_fused_path_follows_pooling_ties_like_maxpool():
     # a constant clip makes every conv output in a window equal: the gradient must go to the
     # window's first position, as MaxPool3d sends it
