@@ -84,6 +84,16 @@ def absolute_mark(row: Mapping[str, object], column: str, numbers: Sequence[int]
     return index, []
 
 
+def onset_apex_marks(onset_column: str, apex_column: str) -> Callable[[Mapping[str, object], Sequence[int]], Marks]:
+    """Marks read from onset and apex columns that hold absolute frame numbers (CASME II, SAMM)."""
+    def marks(row: Mapping[str, object], numbers: Sequence[int]) -> Marks:
+        onset, onset_notes = absolute_mark(row, onset_column, numbers)
+        apex, apex_notes = absolute_mark(row, apex_column, numbers)
+        return Marks(onset, apex, tuple(onset_notes + apex_notes))
+
+    return marks
+
+
 def frame_gaps(numbers: Sequence[int]) -> str | None:
     jumps = [(a, b) for a, b in zip(numbers, numbers[1:]) if b - a != 1]
     if not jumps:

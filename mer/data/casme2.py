@@ -14,16 +14,10 @@ import re
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from mer.data.annotated import AnnotatedLayout, Marks, absolute_mark, index_annotated
+from mer.data.annotated import AnnotatedLayout, index_annotated, onset_apex_marks
 from mer.data.records import ClipRecord
 
 CASME2_CLASSES = ("happiness", "disgust", "repression", "surprise", "others")
-
-
-def _marks(row: Mapping[str, object], numbers: Sequence[int]) -> Marks:
-    onset, onset_notes = absolute_mark(row, "OnsetFrame", numbers)
-    apex, apex_notes = absolute_mark(row, "ApexFrame", numbers)
-    return Marks(onset, apex, tuple(onset_notes + apex_notes))
 
 
 CASME2 = AnnotatedLayout(
@@ -38,7 +32,7 @@ CASME2 = AnnotatedLayout(
     filename_column="Filename",
     emotion_column="Estimated Emotion",
     mark_columns=("OnsetFrame", "ApexFrame"),
-    marks=_marks,
+    marks=onset_apex_marks("OnsetFrame", "ApexFrame"),
     # Episode names (EP02_01f) repeat across subjects.
     clip_id=lambda subject, folder: f"{subject}_{folder}",
 )

@@ -13,16 +13,10 @@ import re
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from mer.data.annotated import AnnotatedLayout, Marks, absolute_mark, index_annotated
+from mer.data.annotated import AnnotatedLayout, index_annotated, onset_apex_marks
 from mer.data.records import ClipRecord
 
 SAMM_CLASSES = ("anger", "contempt", "happiness", "surprise", "other")
-
-
-def _marks(row: Mapping[str, object], numbers: Sequence[int]) -> Marks:
-    onset, onset_notes = absolute_mark(row, "Onset Frame", numbers)
-    apex, apex_notes = absolute_mark(row, "Apex Frame", numbers)
-    return Marks(onset, apex, tuple(onset_notes + apex_notes))
 
 
 SAMM = AnnotatedLayout(
@@ -37,7 +31,7 @@ SAMM = AnnotatedLayout(
     filename_column="Filename",
     emotion_column="Estimated Emotion",
     mark_columns=("Onset Frame", "Apex Frame"),
-    marks=_marks,
+    marks=onset_apex_marks("Onset Frame", "Apex Frame"),
 )
 
 
