@@ -33,7 +33,8 @@ class _ChunkedConvPoolReLU(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         x, weight, out, winners = ctx.saved_tensors
-        grad = grad.masked_fill(out <= 0, 0)  # ReLU
+        # ReLU's own backward op: masked_fill on these channels-last tensors took 30x longer
+        grad = torch.ops.aten.threshold_backward(grad, out, 0)
         grad_weight, grad_bias = torch.zeros_like(weight), weight.new_zeros(weight.shape[0])
         for part, grad_part, winner_part in zip(x.split(CHUNK), grad.split(CHUNK), winners.split(CHUNK)):
             # The pool's backward: each pooled gradient goes back to its window's winner, written
