@@ -144,3 +144,9 @@ def test_flatten_hands_pooling_a_channels_last_gradient():
     (pooled_grad,) = torch.autograd.grad(flat, pooled, grad)
     assert pooled_grad.is_contiguous(memory_format=torch.channels_last_3d)
     assert torch.equal(pooled_grad, grad.view(pooled.shape))
+
+
+def test_stock_path_never_convolves_a_lone_clip_of_a_batch():
+    assert stock_ops.chunk_sizes(20) == [2] * 10
+    assert stock_ops.chunk_sizes(11) == [2, 2, 2, 2, 3]
+    assert stock_ops.chunk_sizes(1) == [1]

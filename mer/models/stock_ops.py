@@ -13,6 +13,14 @@ import torch.nn.functional as F
 CHUNK = 2
 
 
+def chunk_sizes(n_clips: int) -> list[int]:
+    """CHUNK clips per conv call, the remainder joining the last call: oneDNN takes a lone
+    clip about four times as long per clip (a batch of 11 cost more than one of 12)."""
+    sizes = [CHUNK] * (n_clips // CHUNK) or [0]
+    sizes[-1] += n_clips % CHUNK
+    return sizes
+
+
 class _ChunkedConvPoolReLU(torch.autograd.Function):
     """relu(max_pool3d(conv3d(x), window)) a few clips at a time. Only the pooled output and
     the pool's winner indices are kept for backward, never the full conv activation; the
@@ -21,7 +29,8 @@ class _ChunkedConvPoolReLU(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, window):
         pooled, winners = [], []
-        for part in x.split(CHUNK):
+        ctx.chunks = chunk_sizes(len(x))
+        for part in x.split(ctx.chunks):
             values, indices = F.max_pool3d(F.conv3d(part, weight, bias), window, return_indices=True)
             pooled.append(values)
             winners.append(indices)
@@ -36,7 +45,7 @@ class _ChunkedConvPoolReLU(torch.autograd.Function):
         # ReLU's own backward op: masked_fill on these channels-last tensors took 30x longer
         grad = torch.ops.aten.threshold_backward(grad, out, 0)
         grad_weight, grad_bias = torch.zeros_like(weight), weight.new_zeros(weight.shape[0])
-        for part, grad_part, winner_part in zip(x.split(CHUNK), grad.split(CHUNK), winners.split(CHUNK)):
+        for part, grad_part, winner_part in zip(x.split(ctx.chunks), grad.split(ctx.chunks), winners.split(ctx.chunks)):
             # The pool's backward: each pooled gradient goes back to its window's winner, written
             # channels-last, the layout oneDNN's weight gradient wants (it would copy otherwise).
             grad_conv = grad.new_zeros(len(part), math.prod(ctx.conv_size), weight.shape[0]).scatter_(
