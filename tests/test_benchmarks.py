@@ -34,5 +34,11 @@ def test_report_pairs_each_round_with_the_peer_and_prints_the_targets(capsys):
            "met against the fit epoch only" in out
     assert "step fused vs peer: 5.00x its fit epoch, 2.50x its train steps (target 2.5x): met" in out
     # rounds 0.55/0.5 and 0.9/0.6
-    assert "Lightning loop vs bare fused step: +30% time (target within 15%): NOT met" in out
+    assert "Lightning loop vs bare fused step: +30.0% time (target within 15%): NOT met" in out
     assert "Keras/TensorFlow model.fit, train steps only (peer)" in out
+
+
+def test_ratios_print_rounded_down_so_a_near_miss_never_reads_as_the_target():
+    assert training_speed.ratio_text(1.2999) == "1.29x"
+    assert training_speed.ratio_text(1.5 / 1.2) == "1.25x"  # 1.2499999999999998 in floats
+    assert training_speed.ratio_text(3.0) == "3.00x"
