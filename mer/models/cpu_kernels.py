@@ -96,8 +96,9 @@ def conv_pool_applies(x: torch.Tensor, conv: nn.Conv3d, pool: nn.MaxPool3d) -> b
         return value in (n, (n, n, n))
 
     return (x.device.type == "cpu" and not x.requires_grad and x.dtype in (torch.float32, torch.float64)
-            and conv.in_channels == 1 and conv.out_channels % 16 == 0 and cube(conv.kernel_size, 3)
+            and conv.in_channels == 1 and cube(conv.kernel_size, 3)
             and cube(conv.stride, 1) and cube(conv.padding, 0) and cube(conv.dilation, 1) and conv.groups == 1
             and conv.bias is not None and conv.padding_mode == "zeros" and cube(pool.kernel_size, 3)
             and cube(pool.stride, 3) and cube(pool.padding, 0) and cube(pool.dilation, 1) and not pool.ceil_mode
-            and not pool.return_indices and load_kernels() is not None)
+            and not pool.return_indices and load_kernels() is not None
+            and conv.out_channels % load_kernels().channel_multiple == 0)

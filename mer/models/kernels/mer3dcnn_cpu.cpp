@@ -183,7 +183,8 @@ void check_inputs(const torch::Tensor& x, const torch::Tensor& weight) {
   TORCH_CHECK(x.dim() == 5 && x.size(1) == 1, "conv_pool: input must be (N, 1, D, H, W)");
   TORCH_CHECK(weight.dim() == 5 && weight.size(1) == 1 && weight.size(2) == K && weight.size(3) == K &&
                   weight.size(4) == K, "conv_pool: weight must be (C, 1, 3, 3, 3)");
-  TORCH_CHECK(weight.size(0) % CHANNEL_MULTIPLE == 0, "conv_pool: channel count must be a multiple of 16");
+  TORCH_CHECK(weight.size(0) % CHANNEL_MULTIPLE == 0, "conv_pool: channel count must be a multiple of ",
+              CHANNEL_MULTIPLE);
   TORCH_CHECK(x.device().is_cpu(), "conv_pool: CPU tensors only");
 }
 
@@ -235,6 +236,17 @@ inline uint64_t splitmix64(uint64_t z) {
   return z ^ (z >> 31);
 }
 
+// The 64 random bits deciding elements 2 * pair and 2 * pair + 1 (low and high half).
+inline uint64_t pair_bits(uint64_t seed, int64_t pair) {
+  return splitmix64(seed + static_cast<uint64_t>(pair + 1) * 0x9e3779b97f4a7c15ULL);
+}
+
+// An element's mask value from its 32-bit draw: kept with probability limit / 2^32.
+template <typename T>
+inline T keep_factor(uint64_t draw, uint64_t limit, T scale) {
+  return draw < limit ? scale : T(0);
+}
+
 // Returns (output, mask); mask holds 0 or 1/(1-p) per element, so the gradient is grad * mask.
 // Both share x's memory layout (channels-last stays channels-last).
 std::vector<torch::Tensor> dropout(torch::Tensor x, double p, int64_t seed) {
@@ -248,7 +260,6 @@ std::vector<torch::Tensor> dropout(torch::Tensor x, double p, int64_t seed) {
   const double keep = 1.0 - p;
   const uint64_t threshold = static_cast<uint64_t>(std::llround(keep * 4294967296.0));
   const uint64_t base = static_cast<uint64_t>(seed);
-  constexpr uint64_t GOLDEN = 0x9e3779b97f4a7c15ULL;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "mer_dropout", [&] {
     const scalar_t scale = static_cast<scalar_t>(1.0 / keep);
     const scalar_t* src = x.data_ptr<scalar_t>();
@@ -266,9 +277,9 @@ std::vector<torch::Tensor> dropout(torch::Tensor x, double p, int64_t seed) {
       const uint64_t seed_local = base, limit = threshold;
       const scalar_t factor = scale;
       for (int64_t pair = begin; pair < end; ++pair) {
-        const uint64_t bits = splitmix64(seed_local + static_cast<uint64_t>(pair + 1) * GOLDEN);
-        const scalar_t lo = (bits & 0xffffffffULL) < limit ? factor : scalar_t(0);
-        const scalar_t hi = (bits >> 32) < limit ? factor : scalar_t(0);
+        const uint64_t bits = pair_bits(seed_local, pair);
+        const scalar_t lo = keep_factor(bits & 0xffffffffULL, limit, factor);
+        const scalar_t hi = keep_factor(bits >> 32, limit, factor);
         f[2 * pair] = lo;
         f[2 * pair + 1] = hi;
         o[2 * pair] = in[2 * pair] * lo;
@@ -277,8 +288,7 @@ std::vector<torch::Tensor> dropout(torch::Tensor x, double p, int64_t seed) {
     };
     at::parallel_for(0, pairs, 2048, draw_pairs);
     if (numel % 2) {
-      const uint64_t bits = splitmix64(base + static_cast<uint64_t>(pairs + 1) * GOLDEN);
-      m[numel - 1] = (bits & 0xffffffffULL) < threshold ? scale : scalar_t(0);
+      m[numel - 1] = keep_factor(pair_bits(base, pairs) & 0xffffffffULL, threshold, scale);
       dst[numel - 1] = src[numel - 1] * m[numel - 1];
     }
   });
@@ -289,4 +299,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("conv_pool_forward", &forward, "fused conv3d(3) + maxpool3d(3) + relu");
   m.def("conv_pool_backward", &backward, "weight and bias gradients of the fused block");
   m.def("dropout", &dropout, "dropout from a seeded counter-based generator");
+  m.attr("channel_multiple") = CHANNEL_MULTIPLE;
 }
