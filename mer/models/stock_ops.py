@@ -29,8 +29,7 @@ class _ChunkedConvPoolReLU(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, window):
         pooled, winners = [], []
-        ctx.chunks = chunk_sizes(len(x))
-        for part in x.split(ctx.chunks):
+        for part in x.split(chunk_sizes(len(x))):
             values, indices = F.max_pool3d(F.conv3d(part, weight, bias), window, return_indices=True)
             pooled.append(values)
             winners.append(indices)
@@ -45,7 +44,8 @@ class _ChunkedConvPoolReLU(torch.autograd.Function):
         # ReLU's own backward op: masked_fill on these channels-last tensors took 30x longer
         grad = torch.ops.aten.threshold_backward(grad, out, 0)
         grad_weight, grad_bias = torch.zeros_like(weight), weight.new_zeros(weight.shape[0])
-        for part, grad_part, winner_part in zip(x.split(ctx.chunks), grad.split(ctx.chunks), winners.split(ctx.chunks)):
+        chunks = chunk_sizes(len(x))
+        for part, grad_part, winner_part in zip(x.split(chunks), grad.split(chunks), winners.split(chunks)):
             # The pool's backward: each pooled gradient goes back to its window's winner, written
             # channels-last, the layout oneDNN's weight gradient wants (it would copy otherwise).
             grad_conv = grad.new_zeros(len(part), math.prod(ctx.conv_size), weight.shape[0]).scatter_(
