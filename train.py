@@ -11,11 +11,11 @@ from mer.config import CONFIG_DIR
 def main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
+    from mer.selection import objective_value
     from mer.training import train
 
     with exit_on_user_error():
-        metrics = train(cfg, HydraConfig.get().overrides.task)
-        return metrics.get("test/acc")
+        return objective_value(train(cfg, HydraConfig.get().overrides.task), cfg.optimized_metric)
 
 
 if __name__ == "__main__":

@@ -161,7 +161,7 @@ def lightning_fit(cache_dir: str, epochs: int) -> dict:
     callbacks = [instantiate(c) for c in cfg.callbacks.values()] + [EpochTimer()]
     trainer = instantiate(cfg.trainer, max_epochs=epochs + 1, logger=logger, callbacks=callbacks,
                           enable_progress_bar=False, enable_model_summary=False, default_root_dir=cache_dir)
-    trainer.fit(build_module(cfg), datamodule=datamodule)
+    trainer.fit(build_module(cfg, datamodule.val_stages), datamodule=datamodule)
     # the first epoch is the warm-up
     return {"train_epoch_s": times["train"][1:], "full_epoch_s": times["epoch"][1:], "peak_mib": peak_rss_mib(),
             "val_clips": len(fold["test"])}

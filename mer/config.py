@@ -10,6 +10,15 @@ from omegaconf import OmegaConf
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = PROJECT_ROOT / "conf"
 
+# Adam's epsilon in each framework whose defaults `model.init` can copy.
+ADAM_EPS = {"keras": 1e-7, "torch": 1e-8}
+
+
+def adam_eps(init: str) -> float:
+    if init not in ADAM_EPS:
+        raise ValueError(f"model.init must be one of {', '.join(ADAM_EPS)}, got {init!r}")
+    return ADAM_EPS[init]
+
 
 def register_resolvers() -> None:
     # `${len:${data.classes}}`: the classifier width follows the class list.
@@ -18,6 +27,12 @@ def register_resolvers() -> None:
     # sweep's parent process and in the compose API.
     OmegaConf.register_new_resolver("cwd", os.getcwd, replace=True)
     OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT), replace=True)
+    # `protocol.selection` as the checkpoint callback's default monitor: the best epoch on
+    # the inner validation split, or none (the last epoch is reported).
+    OmegaConf.register_new_resolver("selection_monitor", lambda selection: "val/acc" if selection == "val" else None,
+                                    replace=True)
+    # `${adam_eps:${model.init}}`: Adam's epsilon follows the framework the init copies.
+    OmegaConf.register_new_resolver("adam_eps", adam_eps, replace=True)
 
 
 register_resolvers()

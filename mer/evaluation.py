@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -44,6 +45,34 @@ def load_checkpoint(path: Path) -> tuple[MicroExpressionModule, DictConfig]:
     return module, run_cfg
 
 
+def rebase(path: str, old_base: str, new_base: str) -> str:
+    """`path` moved from under `old_base` to under `new_base`; unchanged if it was not under it."""
+    try:
+        return str(Path(new_base) / Path(path).relative_to(old_base))
+    except ValueError:
+        return path
+
+
+def localise(run_cfg: DictConfig, cfg: DictConfig) -> DictConfig:
+    """The training config with this command's paths: a checkpoint's `paths.*` are the
+    absolute folders of the machine and launch folder it was trained in."""
+    run_cfg = run_cfg.copy()
+    run_cfg.data.root = cfg.data_root or rebase(run_cfg.data.root, run_cfg.paths.data_dir, cfg.paths.data_dir)
+    run_cfg.paths = OmegaConf.to_container(cfg.paths, resolve=True)
+    return run_cfg
+
+
+def fetch_split(client: MlflowClient, run_id: str, split_dir: Path) -> None:
+    """Put the run's own split file where the split is looked up, so the run's exact
+    held-out clips are evaluated even where the split was never made."""
+    name = client.get_run(run_id).data.params.get("data.split_file")
+    if not name or (split_dir / name).is_file():
+        return
+    split_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        shutil.copy(client.download_artifacts(run_id, f"data/{name}", scratch), split_dir / name)
+
+
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     from mer.data.prepare import prepare_data
     from mer.training import build_datamodule
@@ -54,8 +83,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(cfg.ckpt_path) if cfg.ckpt_path else checkpoint_from_run(client, cfg.run_id, Path(scratch))
         module, run_cfg = load_checkpoint(path)
-    if cfg.data_root:
-        run_cfg.data.root = cfg.data_root
+    run_cfg = localise(run_cfg, cfg)
+    if cfg.run_id:
+        fetch_split(client, cfg.run_id, Path(run_cfg.paths.split_dir))
     data = prepare_data(run_cfg)
     # A run's config names its fold (protocol.fold); a holdout has just one.
     datamodule = build_datamodule(run_cfg, data, data.selected_folds()[0])

@@ -1,33 +1,44 @@
-"""Accuracy, UF1 and UAR from predictions, the way MEGC pools them over folds."""
+"""Accuracy, UF1 and UAR: the one definition every figure in `mer` uses (per epoch, per
+run, per fold and pooled over folds), computed by scikit-learn.
+
+A class absent from the truth of a set of clips has no recall, so UAR averages recall over
+the classes present in the truth (`balanced_accuracy_score`). F1 is defined for a class
+that is present or predicted (2TP / (2TP + FP + FN), so a class predicted but absent
+scores 0); a class neither present nor predicted has none, and UF1 averages over the
+others. With every class present (pooled MEGC figures) both are the plain macro means."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import numpy as np
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score
 
 
-def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int) -> np.ndarray:
-    matrix = np.zeros((num_classes, num_classes), dtype=int)
-    np.add.at(matrix, (np.asarray(y_true, int), np.asarray(y_pred, int)), 1)
-    return matrix
+def confusion(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int) -> np.ndarray:
+    """Counts, rows the true class, columns the predicted one."""
+    return confusion_matrix(y_true, y_pred, labels=np.arange(num_classes))
 
 
-def scores(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int) -> dict[str, float]:
-    """acc: share correct. UF1: unweighted mean over classes of 2TP / (2TP + FP + FN).
-    UAR: unweighted mean over classes of TP / N_class. A class absent from both truth and
-    predictions has no defined F1 or recall and is left out of the means (MEGC practice);
-    a class that is present but never predicted counts as 0."""
-    matrix = confusion_matrix(y_true, y_pred, num_classes)
-    tp = np.diag(matrix).astype(float)
-    support = matrix.sum(axis=1)
-    predicted = matrix.sum(axis=0)
-    f1_den = support + predicted  # = 2TP + FP + FN
-    f1 = np.divide(2 * tp, f1_den, out=np.zeros_like(tp), where=f1_den > 0)
-    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
-    total = matrix.sum()
-    return {
-        "acc": float(tp.sum() / total) if total else float("nan"),
-        "uf1": float(f1[f1_den > 0].mean()) if (f1_den > 0).any() else float("nan"),
-        "uar": float(recall[support > 0].mean()) if (support > 0).any() else float("nan"),
-    }
+def scores(y_true: Sequence[int], y_pred: Sequence[int]) -> dict[str, float]:
+    """acc, uf1 and uar of predicted class indices against true ones."""
+    if len(y_true) == 0:
+        return {"acc": float("nan"), "uf1": float("nan"), "uar": float("nan")}
+    seen = np.union1d(y_true, y_pred)
+    with warnings.catch_warnings():
+        # "y_pred contains classes not in y_true": the rule above, not a problem.
+        warnings.simplefilter("ignore", UserWarning)
+        uar = balanced_accuracy_score(y_true, y_pred)
+    return {"acc": float(accuracy_score(y_true, y_pred)),
+            "uf1": float(f1_score(y_true, y_pred, labels=seen, average="macro", zero_division=0)),
+            "uar": float(uar)}
+
+
+def scores_from_confusion(matrix: np.ndarray) -> dict[str, float]:
+    """`scores` of the predictions a confusion matrix (rows: truth) counts."""
+    matrix = np.asarray(matrix, dtype=int)
+    classes = np.arange(len(matrix))
+    y_true = np.repeat(classes, matrix.sum(axis=1))
+    y_pred = np.concatenate([np.repeat(classes, row) for row in matrix])
+    return scores(y_true, y_pred)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -18,24 +19,27 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.loggers import MLFlowLogger
 
 from mer import config  # noqa: F401  (registers resolvers)
 from mer.data.augment import build_augmenter
 from mer.data.datamodule import ClipDataModule
 from mer.data.prepare import PreparedData, prepare_data
+from mer.models import cpu_kernels
 from mer.models.module import MicroExpressionModule
 from mer.preprocess.preview import preview_figure
 from mer.reporting.confusion import confusion_figure
 from mer.reporting.data_summary import class_counts, summary_markdown
 from mer.reporting.folds import log_fold_report, predictions_csv
+from mer.selection import check_monitors
 from mer.tracking.hydra_callbacks import PARENT_RUN_ENV
+from mer.tracking.lightning_logger import RunOwnedMLFlowLogger
 from mer.tracking.runs import TrackedRun, config_hash, finished_run, tracked_run
 
 log = logging.getLogger(__name__)
 
 
-def build_module(cfg: DictConfig) -> MicroExpressionModule:
+def build_module(cfg: DictConfig, val_stages: Sequence[str]) -> MicroExpressionModule:
+    """`val_stages`: what the datamodule's validation loaders hold, in order (its `val_stages`)."""
     scheduler = cfg.get("scheduler")
     return MicroExpressionModule(
         instantiate(cfg.model),
@@ -43,12 +47,23 @@ def build_module(cfg: DictConfig) -> MicroExpressionModule:
         scheduler=instantiate(scheduler) if scheduler else None,
         class_names=list(cfg.data.classes),
         run_config=OmegaConf.to_container(cfg, resolve=True),
+        val_stages=val_stages,
     )
 
 
 def build_datamodule(cfg: DictConfig, data: PreparedData, fold: dict) -> ClipDataModule:
     return ClipDataModule(data.cache, data.records, cfg.data.classes, fold, batch_size=cfg.data.batch_size,
-                          num_workers=cfg.data.num_workers, augment=build_augmenter(cfg.get("augment"), cfg.seed))
+                          num_workers=cfg.data.num_workers, augment=build_augmenter(cfg.get("augment"), cfg.seed),
+                          monitor_heldout=cfg.protocol.monitor_heldout, scaling=cfg.data.input_scaling)
+
+
+def ran_tags(trainer: pl.Trainer, net: torch.nn.Module) -> dict[str, str]:
+    """What actually computed the run, which config keys alone do not say."""
+    impl = getattr(net, "impl_ran", None) or "plain"  # networks with one code path
+    device = trainer.strategy.root_device
+    name = f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
+    return {"mer.impl_ran": impl, "mer.device": name,
+            "mer.kernel_isa": cpu_kernels.build_target() if impl == "fused" else "none"}
 
 
 def hydra_tags() -> dict[str, str]:
@@ -83,48 +98,59 @@ def log_data(run: TrackedRun, data: PreparedData, dataset_name: str) -> None:
     plt.close(figure)
 
 
+@dataclass
+class FoldResult:
+    metrics: dict[str, float]  # the last epoch's figures, val/acc_best, and the reported model's test/*
+    predictions: list[dict]  # per held-out clip
+    selection: str  # which weights were reported: "last_epoch" or "best <monitored metric>"
+
+
 def fit_fold(cfg: DictConfig, data: PreparedData, fold: dict, run: TrackedRun, checkpoint_dir: Path | None = None
-             ) -> tuple[dict[str, float], list[dict]]:
-    """Train and test one fold in `run`; returns its metrics and per-clip predictions."""
+             ) -> FoldResult:
+    """Train and test one fold in `run`."""
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg, data, fold)
     run.log_params({"fold.name": fold["name"], "fold.n_train": len(fold["train"]), "fold.n_val": len(fold["val"]),
                     "fold.n_test": len(fold["test"])})
-    run.set_tags({"mer.selection": "best_inner_val" if data.protocol.selection == "val" else "last_epoch",
-                  "mer.fold": fold["name"], "mer.protocol": data.protocol.name})
-    module = build_module(cfg)
-    logger = MLFlowLogger(experiment_name=cfg.logger.experiment_name, tracking_uri=cfg.logger.tracking_uri, run_id=run.run_id)
+    module = build_module(cfg, datamodule.val_stages)
+    logger = RunOwnedMLFlowLogger(experiment_name=cfg.logger.experiment_name, tracking_uri=cfg.logger.tracking_uri,
+                                  run_id=run.run_id)
+    # Used as configured (check_monitors has refused any that watch held-out clips).
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values()]
-    for callback in callbacks:
-        if isinstance(callback, ModelCheckpoint):
-            # Selection never looks at test clips: the inner val split, or the last epoch.
-            callback.monitor = "val/acc" if data.protocol.selection == "val" else None
-            callback.mode = "max"
-            if checkpoint_dir is not None:
+    if checkpoint_dir is not None:
+        for callback in callbacks:
+            if isinstance(callback, ModelCheckpoint):
                 callback.dirpath = str(checkpoint_dir)
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
     trainer.fit(module, datamodule=datamodule)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     checkpoint = trainer.checkpoint_callback
+    monitor = checkpoint.monitor if checkpoint is not None else None
+    selection = f"best {monitor}" if monitor else "last_epoch"
+    run.set_tags({"mer.selection": selection, "mer.fold": fold["name"], "mer.protocol": data.protocol.name,
+                  **ran_tags(trainer, module.net)})
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     best = checkpoint.best_model_path if checkpoint is not None else ""
     # 0-based epoch of the reported weights; recorded so a run says what it reports.
-    metrics["selected_epoch"] = float(torch.load(best, map_location="cpu", weights_only=False)["epoch"] if best
-                                      else trainer.current_epoch - 1)
-    run.log_params({"fold.selected_epoch": int(metrics["selected_epoch"])})
+    metrics["selected_epoch"] = float(torch.load(best, map_location="cpu", weights_only=False)["epoch"]
+                                      if best and monitor else trainer.current_epoch - 1)
+    # The input scaling's numbers come from this fold's training clips; exports need them.
+    run.log_params({"fold.selected_epoch": int(metrics["selected_epoch"]), "fold.input_offset": datamodule.offset,
+                    "fold.input_scale": datamodule.scale})
     predictions: list[dict] = []
     if cfg.get("test"):
-        selected = "best" if best and data.protocol.selection == "val" else None
-        results = trainer.test(module, datamodule=datamodule, ckpt_path=selected, verbose=False)
-        metrics.update(results[0] if results else {})
+        results = trainer.test(module, datamodule=datamodule, ckpt_path="best" if best and monitor else None, verbose=False)
+        metrics.update({k: float(v) for k, v in results[0].items()})
+        if trainer.fast_dev_run:  # Lightning swaps the run's logger out: the figures still belong in the run
+            run.log_metrics({k: float(v) for k, v in results[0].items()}, step=trainer.global_step)
         predictions = prediction_rows(fold, datamodule, module)
         run.log_text(predictions_csv(predictions, module.class_names), "predictions.csv")
-        figure = confusion_figure(module.test_confusion.compute().cpu().numpy(), module.class_names,
-                                  f"{run_title(cfg)} ({fold['name']}, test part)")
+        figure = confusion_figure(module.epoch_confusion["test"].numpy(), module.class_names,
+                                  f"{run_title(cfg)}\n({fold['name']}, held-out clips)")
         run.log_figure(figure, "confusion_matrix.png")
         plt.close(figure)
     if best:
         run.log_artifact(Path(best), "checkpoints")
-    return metrics, predictions
+    return FoldResult(metrics, predictions, selection)
 
 
 def prediction_rows(fold: dict, datamodule: ClipDataModule, module: MicroExpressionModule) -> list[dict]:
@@ -140,14 +166,17 @@ def prediction_rows(fold: dict, datamodule: ClipDataModule, module: MicroExpress
 
 def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
     """Fit, evaluate and log one configuration under its protocol; returns the final metrics."""
+    check_monitors(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     tags = {**hydra_tags(), "mer.config_hash": config_hash(cfg)}
+    if cfg.allow_heldout_objective:
+        tags["mer.heldout_objective"] = "true"
     sweep = cfg.get("sweep")
     if sweep:
         tags["mer.sweep_name"] = sweep.name
         done = None if sweep.get("force") else finished_run(cfg, tags["mer.config_hash"], sweep.name)
         if done is not None:
-            log.info("skipping %s: run %s of sweep %s already FINISHED (sweep.force=true runs it again)",
+            log.info("skipping %s: run %s of sweep %s is already complete (sweep.force=true runs it again)",
                      done.info.run_name, done.info.run_id, sweep.name)
             return dict(done.data.metrics)
     with tracked_run(cfg, overrides, tags, parent=os.environ.get(PARENT_RUN_ENV)) as run:
@@ -156,21 +185,21 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
         log_data(run, data, cfg.data.name)
         folds = data.selected_folds()
         if len(folds) == 1:
-            metrics, _ = fit_fold(cfg, data, folds[0], run)
+            metrics = fit_fold(cfg, data, folds[0], run).metrics
             log.info("run %s finished: %s", run.run_id, {k: round(v, 4) for k, v in metrics.items() if k.startswith("test/")})
             return metrics
-        predictions = []
+        results = []
         for fold in folds:
             fold_cfg = cfg.copy()
             fold_cfg.protocol.fold = fold["index"]  # so each checkpoint rebuilds its own fold
-            with tracked_run(fold_cfg, overrides, hydra_tags(), parent=run,
-                             name_suffix=fold["name"]) as child:
-                _, fold_predictions = fit_fold(fold_cfg, data, fold, child,
-                                               Path(cfg.trainer.default_root_dir) / "checkpoints" / f"fold{fold['index']:03d}")
-            predictions += fold_predictions
-        pooled = log_fold_report(run, predictions, list(cfg.data.classes), data.protocol.name, data.protocol.selection) if predictions else {}
-        log.info("run %s (%d folds) finished: %s", run.run_id, len(folds), {k: round(v, 4) for k, v in pooled.items()})
-        return pooled
+            with tracked_run(fold_cfg, overrides, hydra_tags(), parent=run, name_suffix=fold["name"]) as child:
+                results.append(fit_fold(fold_cfg, data, fold, child,
+                                        Path(cfg.trainer.default_root_dir) / "checkpoints" / f"fold{fold['index']:03d}"))
+        predictions = [row for result in results for row in result.predictions]
+        figures = log_fold_report(run, predictions, list(cfg.data.classes), data.protocol.name, results[0].selection,
+                                  [result.metrics for result in results])
+        log.info("run %s (%d folds) finished: %s", run.run_id, len(folds), {k: round(v, 4) for k, v in figures.items()})
+        return figures
 
 
 def run_title(cfg: DictConfig) -> str:

@@ -60,3 +60,20 @@ def make_cfg(tmp_path, tiny_tree, shared_dirs):
 def run_script(script: str, *args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def kernel_build_fails(monkeypatch):
+    """MER3DCNN's CPU kernels fail to build, as without a compiler (none can be taken away
+    here, so the build itself fails); the real build is back afterwards."""
+    from torch.utils import cpp_extension
+
+    from mer.models import cpu_kernels
+
+    def failing_build(**kwargs):
+        raise RuntimeError("ninja: build stopped: subcommand failed.")
+
+    monkeypatch.setattr(cpp_extension, "load", failing_build)
+    cpu_kernels.load_kernels.cache_clear()
+    yield
+    cpu_kernels.load_kernels.cache_clear()

@@ -87,7 +87,7 @@ def test_multirun_over_folds_pools_them_in_the_parent(tmp_path, tiny_tree, share
     (parent,) = [r for r in runs if r.data.tags.get("mer.role") == "sweep_parent"]
     folds = sorted(r.data.tags["mer.fold"] for r in runs if r is not parent)
     assert folds == ["fold=0", "fold=1"]
-    assert {"pooled/acc", "pooled/uf1", "pooled/uar"} <= set(parent.data.metrics)
+    assert {"pooled/test/acc", "pooled/test/uf1", "pooled/test/uar", "fold_mean/test/acc"} <= set(parent.data.metrics)
     predictions = client.download_artifacts(parent.info.run_id, "report/predictions.csv")
     assert len(open(predictions).read().splitlines()) == 1 + 18, "every clip predicted once over the two folds"
 
@@ -102,3 +102,28 @@ def test_data_summary_counts_per_class_and_subject(tmp_path, tiny_tree):
     assert "18 clips, 6 subjects, 3 classes." in result.stdout
     assert "| subject | negative | positive | surprise | total |" in result.stdout
     assert "| **all** |" in result.stdout
+
+
+def test_evaluate_uses_its_own_folders_not_the_training_machines(tmp_path, tiny_tree, shared_dirs):
+    """Train in one folder, move everything (as to another machine), evaluate there: the
+    checkpoint's absolute paths are gone, the data is found under the new data folder and
+    the run's own split comes from its artifacts."""
+    import shutil
+
+    trained, moved = tmp_path / "trained", tmp_path / "moved"
+    shutil.copytree(tiny_tree, trained / "data" / "smic")
+    store = f"sqlite:///{tmp_path / 'moved.db'}"
+    common = [f"logger.tracking_uri={store}", f"logger.artifact_location={tmp_path}/artifacts"]
+    result = run_script("train.py", f"paths.root_dir={trained}", f"data.root={trained}/data/smic", "trainer.max_epochs=1",
+                        "data.preprocess_workers=1", "trainer.enable_progress_bar=false", *common)
+    assert result.returncode == 0, result.stderr[-3000:]
+    shutil.move(trained, moved)
+    shutil.rmtree(moved / "data" / "splits")  # the split must come from the run itself
+    client = MlflowClient(store)
+    (run,) = client.search_runs([client.get_experiment_by_name("mer").experiment_id])
+    result = run_script("evaluate.py", f"run_id={run.info.run_id}", f"paths.root_dir={moved}", *common)
+    assert result.returncode == 0, result.stderr[-3000:]
+    printed = dict(line.split() for line in result.stdout.splitlines() if line.startswith("eval/"))
+    assert float(printed["eval/acc"]) == run.data.metrics["test/acc"]
+    assert not trained.exists(), "nothing written under the training machine's folders"
+    assert [p.name for p in (moved / "data" / "splits").iterdir()] == [run.data.params["data.split_file"]]

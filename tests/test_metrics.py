@@ -1,31 +1,91 @@
-"""UF1 / UAR against hand-computed values, and pooling over folds."""
+"""One definition of acc / UF1 / UAR: hand-computed values, and every figure `mer` reports
+(per run from the LightningModule, per fold and pooled from the fold report) equal to
+scikit-learn's on the same predictions, including a class predicted but absent."""
 
+import numpy as np
 import pytest
+import pytorch_lightning as pl
+import torch
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+from torch.utils.data import DataLoader, TensorDataset
 
 from mer.metrics import scores
-from mer.reporting.folds import fold_table
+from mer.models.module import MicroExpressionModule
+from mer.reporting.folds import fold_means, fold_markdown, fold_table
 
 CLASSES = ("negative", "positive", "surprise")
+# A subject whose clips are negative and positive only, one of them predicted surprise:
+# UAR 0.75 (recall of negative 1/2, positive 1; surprise has no recall), UF1 (2/3 + 1 + 0) / 3.
+ABSENT_TRUTH, ABSENT_PREDICTED = [0, 0, 1, 1], [0, 2, 1, 1]
+CASES = [
+    (ABSENT_TRUTH, ABSENT_PREDICTED),
+    ([0, 0, 0, 0, 1, 1, 2, 2], [0, 0, 1, 2, 1, 0, 2, 2]),
+    ([0, 1], [0, 0]),
+    ([2, 2, 2], [2, 2, 2]),
+    ([1, 1, 0], [2, 2, 2]),
+]
+
+
+def sklearn_scores(truth, predicted):
+    return {"acc": accuracy_score(truth, predicted),
+            "uf1": f1_score(truth, predicted, labels=np.union1d(truth, predicted), average="macro", zero_division=0),
+            "uar": balanced_accuracy_score(truth, predicted)}
 
 
 def test_scores_match_a_hand_computed_example():
     # truth:     n n n n p p s s
     # predicted: n n p s p n s s
-    truth = [0, 0, 0, 0, 1, 1, 2, 2]
-    predicted = [0, 0, 1, 2, 1, 0, 2, 2]
     # negative: TP 2, FP 1, FN 2 -> F1 4/7, recall 1/2
     # positive: TP 1, FP 1, FN 1 -> F1 1/2, recall 1/2
     # surprise: TP 2, FP 1, FN 0 -> F1 4/5, recall 1
-    result = scores(truth, predicted, 3)
+    result = scores(*CASES[1])
     assert result["acc"] == pytest.approx(5 / 8)
     assert result["uf1"] == pytest.approx((4 / 7 + 1 / 2 + 4 / 5) / 3)
     assert result["uar"] == pytest.approx((1 / 2 + 1 / 2 + 1) / 3)
 
 
-def test_absent_classes_are_left_out_and_never_predicted_ones_count_zero():
-    assert scores([0, 0], [0, 0], 3) == {"acc": 1.0, "uf1": 1.0, "uar": 1.0}
-    result = scores([0, 1], [0, 0], 3)
-    assert result["uar"] == pytest.approx(0.5) and result["uf1"] == pytest.approx((2 / 3 + 0) / 2)
+def test_the_absent_class_rule():
+    result = scores(ABSENT_TRUTH, ABSENT_PREDICTED)
+    assert result["uar"] == pytest.approx(0.75)
+    assert result["uf1"] == pytest.approx((2 / 3 + 1 + 0) / 3)
+    assert scores([0, 0], [0, 0]) == {"acc": 1.0, "uf1": 1.0, "uar": 1.0}
+
+
+class PredictsItsInput(torch.nn.Module):
+    """Logits that make the predicted class whatever index the 'clip' holds."""
+
+    def forward(self, x):
+        return torch.nn.functional.one_hot(x.long(), len(CLASSES)).float()
+
+
+@pytest.mark.parametrize("truth,predicted", CASES)
+def test_per_run_figures_from_the_module_equal_scikit_learn(truth, predicted):
+    module = MicroExpressionModule(PredictsItsInput(), optimizer=lambda params: None, class_names=CLASSES)
+    loader = DataLoader(TensorDataset(torch.tensor(predicted), torch.tensor(truth)), batch_size=3)
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    (results,) = trainer.test(module, loader, verbose=False)
+    for name, expected in sklearn_scores(truth, predicted).items():
+        assert results[f"test/{name}"] == pytest.approx(expected), name
+    assert module.epoch_confusion["test"].sum() == len(truth)
+
+
+def test_per_fold_and_pooled_figures_equal_scikit_learn():
+    def rows(fold, truth, predicted):
+        return [{"fold": fold, "label": CLASSES[t], "predicted": CLASSES[p]} for t, p in zip(truth, predicted)]
+
+    all_rows = [row for i, case in enumerate(CASES) for row in rows(f"subject={i}", *case)]
+    table, pooled, matrix = fold_table(all_rows, CLASSES)
+    for row, case in zip(table, CASES):
+        assert {k: row[k] for k in ("acc", "uf1", "uar")} == pytest.approx(sklearn_scores(*case))
+    truth = [t for case in CASES for t in case[0]]
+    predicted = [p for case in CASES for p in case[1]]
+    assert pooled == pytest.approx(sklearn_scores(truth, predicted))
+    assert matrix.sum() == len(truth)
+    # The fold mean and the fold table use the same per-fold figures as the fold runs.
+    means = fold_means([{f"test/{k}": v for k, v in sklearn_scores(*case).items()} for case in CASES])
+    assert means["fold_mean/test/uar"] == pytest.approx(np.mean([balanced_accuracy_score(*case) for case in CASES]))
+    text = fold_markdown(table, {f"pooled/test/{k}": v for k, v in pooled.items()} | means, "loso", "last_epoch")
+    assert f"| subject=0 | 4 | 0.7500 | {(2 / 3 + 1) / 3:.4f} | 0.7500 |" in text
 
 
 def test_pooled_metrics_differ_from_the_mean_of_folds():
@@ -41,5 +101,5 @@ def test_pooled_metrics_differ_from_the_mean_of_folds():
     assert pooled["uar"] == pytest.approx((1 + 1 / 2 + 1) / 3)
     assert pooled["acc"] == pytest.approx(4 / 5)
     # fold a: negative 2/3, positive 0 -> uf1 1/3; fold b: 1 -> mean 2/3
-    assert pooled["fold_mean_uf1"] == pytest.approx((1 / 3 + 1) / 2)
+    assert np.mean([r["uf1"] for r in table]) == pytest.approx((1 / 3 + 1) / 2)
     assert matrix.sum() == 5 and matrix[1, 0] == 1

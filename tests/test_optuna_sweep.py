@@ -20,6 +20,8 @@ def test_optuna_sweep_searches_the_full_grid_space():
         cfg = compose("train", overrides=[f"+sweeps={NAME}", "seed=7"], return_hydra_config=True)
     sweeper = cfg.hydra.sweeper
     assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "maximize"
+    # the objective is measured on an inner validation split, never on the held-out clips
+    assert cfg.optimized_metric == "val/acc_best" and cfg.protocol.selection == "val" and cfg.protocol.inner_val_fraction > 0
     assert sweeper.sampler._target_ == "optuna.samplers.TPESampler" and sweeper.sampler.seed == 7
     assert dict(sweeper.params) == {k: f"choice({v})" for k, v in SWEEPS["full_grid"].items()}
     assert cfg.sweep.name == NAME and cfg.sweep.varied == ",".join(SWEEPS["full_grid"]) and not cfg.sweep.force
@@ -44,6 +46,8 @@ def test_tiny_optuna_sweep_parent_and_two_trials(tmp_path, tiny_tree, shared_dir
         assert params["trainer.max_epochs"] in {"1", "2"} and child.data.tags["mer.sweep_name"] == NAME
     assert f"tables/{NAME}.md" in {a.path for a in client.list_artifacts(parent.info.run_id, "tables")}
 
-    # Optuna was told each trial's test/acc, so its best is the best child.
+    # Optuna was told each trial's best inner-validation accuracy, so its best is the best child by it.
     (results,) = (tmp_path / "outputs").glob("hydra/multiruns/*/optimization_results.yaml")
-    assert OmegaConf.load(results).best_value == pytest.approx(max(r.data.metrics["test/acc"] for r in children))
+    assert OmegaConf.load(results).best_value == pytest.approx(max(r.data.metrics["val/acc_best"] for r in children))
+    assert all(r.data.tags["mer.selection"] == "best val/acc" for r in children)
+    assert parent.data.tags["mer.optimized_metric"] == "val/acc_best" and "mer.heldout_objective" not in parent.data.tags

@@ -79,19 +79,29 @@ def test_table_builder_mean_std_from_known_values(tmp_path):
     for lr, accs in known.items():
         for seed, acc in enumerate(accs, 1):
             run = client.create_run(experiment, tags={"mer.sweep_name": "table3_lr", "mer.selection": "last_epoch",
-                                                      "mer.config_hash": f"c{seed}" if lr == 0.0001 else f"{lr}-{seed}"})
+                                                      "mer.config_hash": f"c{seed}" if lr == 0.0001 else f"{lr}-{seed}",
+                                                      "mer.complete": "true"})
             for key, value in {"optim.lr": lr, "seed": seed, "sweep.varied": "optim.lr", "data.name": "builtin",
                                "protocol.name": "holdout", "fold.n_test": 10}.items():
                 client.log_param(run.info.run_id, key, value)
             client.log_metric(run.info.run_id, "test/acc", acc)
             client.log_metric(run.info.run_id, "val/acc", acc, step=0)
+            # the inner split prefers lr 0.01, the held-out clips lr 0.001
+            client.log_metric(run.info.run_id, "val/acc_best", {0.01: 0.9, 0.001: 0.7, 0.0001: 0.5}[lr])
             client.set_terminated(run.info.run_id, "FINISHED")
     # an older run of the 0.0001 cell's config (same config hash, run again later): not counted
-    stale = client.create_run(experiment, start_time=1, tags={"mer.sweep_name": "table3_lr", "mer.config_hash": "c1"})
+    stale = client.create_run(experiment, start_time=1, tags={"mer.sweep_name": "table3_lr", "mer.config_hash": "c1",
+                                                              "mer.complete": "true"})
     for key, value in {"optim.lr": 0.0001, "seed": 1, "sweep.varied": "optim.lr"}.items():
         client.log_param(stale.info.run_id, key, value)
     client.log_metric(stale.info.run_id, "test/acc", 0.0)
     client.set_terminated(stale.info.run_id, "FINISHED")
+    # FINISHED without the completion marker (Lightning's logger used to end runs before their test): not counted
+    incomplete = client.create_run(experiment, tags={"mer.sweep_name": "table3_lr", "mer.config_hash": "c-incomplete"})
+    for key, value in {"optim.lr": 0.0001, "seed": 9, "sweep.varied": "optim.lr"}.items():
+        client.log_param(incomplete.info.run_id, key, value)
+    client.log_metric(incomplete.info.run_id, "test/acc", 0.0)
+    client.set_terminated(incomplete.info.run_id, "FINISHED")
     files = build_sweep_report(client, "mer", "table3_lr", tmp_path / "out")
     rows = files["csv"].read_text().splitlines()
     assert rows[0] == "optim.lr,mean_acc,std_acc,runs,seeds,best,paper_acc"
@@ -100,6 +110,10 @@ def test_table_builder_mean_std_from_known_values(tmp_path):
     assert rows[3] == "0.01,60.0000,14.1421,2,1 2,False,76.81"
     assert "**90.00 ± 10.00**" in files["table"].read_text()
     assert "steps of 10.00 points" in files["table"].read_text()
+    table6 = files["table6"].read_text()
+    assert "best cell (optim.lr=0.001) on builtin** | 90.00 |" in table6
+    assert "best held-out accuracy, picked on the held-out clips as the paper picks its cell" in table6
+    assert "Chosen on the inner validation split instead (best mean val/acc_best, 90.00 %), the cell is optim.lr=0.01: 60.00 ± 14.14 %" in table6
 
 
 def test_two_sweeps_at_once_on_a_fresh_sqlite_store(tmp_path, tiny_tree, shared_dirs):

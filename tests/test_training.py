@@ -3,6 +3,7 @@
 import itertools
 
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from mer.config import CONFIG_DIR
@@ -34,11 +35,16 @@ def test_fast_dev_run_of_every_combination(make_cfg, model, preprocess, optim, s
 
 
 @pytest.mark.parametrize("impl", ["stock", "reference"])
-def test_every_model_impl_trains(make_cfg, impl):
+def test_every_model_impl_trains_and_says_which_ran(make_cfg, impl):
     # fused is the default, trained by every other test here
-    cfg = make_cfg(f"model.impl={impl}", "debug=fast")
+    cfg = make_cfg(f"model.impl={impl}", "debug=fast", f"logger.run_name=impl-{impl}")
     metrics = train(cfg, [f"model.impl={impl}"])
     assert 0.0 <= metrics["test/acc"] <= 1.0
+    (run,) = runs(cfg, f"attributes.run_name = 'impl-{impl}'")
+    assert run.data.tags["mer.impl_ran"] == impl and run.data.tags["mer.kernel_isa"] == "none"
+    # fast_dev_run swaps Lightning's logger out; the test figures are in the run all the same
+    assert run.data.metrics["test/acc"] == pytest.approx(metrics["test/acc"])
+    assert run.info.status == "FINISHED" and run.data.tags["mer.complete"] == "true"
 
 
 def test_paper_experiment_composes_the_papers_settings(make_cfg):
@@ -56,11 +62,19 @@ def test_a_run_is_tracked_with_config_metrics_and_artifacts(make_cfg):
     assert run.data.params["optim.lr"] == "0.001" and run.data.params["seed"] == "1"
     assert run.data.params["fold.n_test"] == "4" and run.data.params["data.clips_failed"] == "0"
     assert run.data.params["fold.selected_epoch"] == "1" and run.data.tags["mer.selection"] == "last_epoch"
-    for tag in ("versions.torch", "versions.pytorch-lightning", "versions.mlflow", "mlflow.source.git.commit"):
+    for tag in ("versions.torch", "versions.pytorch-lightning", "versions.mlflow", "versions.cuda", "mlflow.source.git.commit",
+                "mer.cpu"):
         assert tag in run.data.tags
+    assert run.data.tags["mer.complete"] == "true"
+    assert run.data.tags["mer.impl_ran"] == "fused" and run.data.tags["mer.device"] == "cpu"
+    assert run.data.tags["mer.kernel_isa"].startswith(torch.backends.cpu.get_cpu_capability())
     client = client_for(cfg)
-    assert len(client.get_metric_history(run.info.run_id, "val/acc")) == 2
+    # No inner validation split: the per-epoch curves on the held-out clips say so by name.
+    assert len(client.get_metric_history(run.info.run_id, "heldout/acc")) == 2
+    assert not any(name.startswith("val/") for name in run.data.metrics)
     assert {"test/acc", "test/uf1", "test/uar", "train/loss"} <= set(run.data.metrics)
+    # the last epoch is the reported model, so its monitoring figure is the test figure
+    assert run.data.metrics["heldout/acc"] == run.data.metrics["test/acc"]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"checkpoints", "config", "confusion_matrix.png", "data", "preview"} <= artifacts
     data_files = [a.path for a in client.list_artifacts(run.info.run_id, "data")]
@@ -103,12 +117,12 @@ def test_one_bad_clip_does_not_stop_the_run(make_cfg, tiny_tree, tmp_path):
 def test_loso_runs_every_fold_under_a_parent_with_pooled_metrics(make_cfg):
     cfg = make_cfg("protocol=loso", "trainer.max_epochs=1", "logger.run_name=loso-check")
     metrics = train(cfg, ["protocol=loso"])
-    assert {"pooled/acc", "pooled/uf1", "pooled/uar", "pooled/fold_mean_uf1"} <= set(metrics)
+    assert {"pooled/test/acc", "pooled/test/uf1", "pooled/test/uar", "fold_mean/test/uf1"} <= set(metrics)
     (parent,) = runs(cfg, "attributes.run_name = 'loso-check'")
     children = runs(cfg, f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert sorted(c.data.tags["mer.fold"] for c in children) == [f"subject=s{i}" for i in range(1, 7)]
     assert parent.info.status == "FINISHED" and {c.info.status for c in children} == {"FINISHED"}
-    assert parent.data.metrics["pooled/uf1"] == pytest.approx(metrics["pooled/uf1"])
+    assert parent.data.metrics["pooled/test/uf1"] == pytest.approx(metrics["pooled/test/uf1"])
     client = client_for(cfg)
     report = [a.path for a in client.list_artifacts(parent.info.run_id, "report")]
     assert {"report/folds.md", "report/predictions.csv", "report/confusion_matrix_pooled.png"} <= set(report)
@@ -134,6 +148,6 @@ def test_selection_never_looks_at_test_labels(make_cfg):
     selected = []
     for records in (data.records, flipped):
         with tracked_run(cfg, []) as run:
-            metrics, _ = fit_fold(cfg, dataclasses.replace(data, records=records), fold, run)
-        selected.append((metrics["selected_epoch"], metrics["val/acc"]))
+            metrics = fit_fold(cfg, dataclasses.replace(data, records=records), fold, run).metrics
+        selected.append((metrics["selected_epoch"], metrics["val/acc_best"]))
     assert selected[0] == selected[1]

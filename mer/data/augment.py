@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import albumentations as A
 import numpy as np
+import torch
 from hydra.utils import instantiate
+from lightning_fabric.utilities.seed import pl_worker_init_function
+from torch.utils.data import get_worker_info
 
 
 class ClipAugmenter:
@@ -18,6 +22,23 @@ class ClipAugmenter:
 
     def __call__(self, clip: np.ndarray) -> np.ndarray:
         return np.asarray(self.compose(images=clip)["images"])
+
+    def reseed(self, seed: int) -> None:
+        # Compose keeps its own generators, untouched by numpy's or torch's global seed.
+        self.compose.set_random_seed(seed)
+
+
+def seed_worker(worker_id: int) -> None:
+    """`worker_init_fn` for a loader whose dataset has an `augment`. Each worker process
+    starts with a copy of the augmenter, seed included, so without this every worker would
+    draw the same transforms. torch's seed in a worker is distinct per worker and per loader
+    iterator, and follows `seed_everything`."""
+    # Lightning adds its own worker_init_fn only when a loader has none: keep what it does.
+    if int(os.environ.get("PL_SEED_WORKERS", 0)):
+        pl_worker_init_function(worker_id)
+    dataset = get_worker_info().dataset
+    if dataset.augment is not None:
+        dataset.augment.reseed(torch.initial_seed())
 
 
 def build_augmenter(augment_cfg, seed: int) -> ClipAugmenter | None:

@@ -9,14 +9,15 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from mer.data.augment import ClipAugmenter
+from mer.data.augment import ClipAugmenter, seed_worker
 from mer.data.cache import ClipCache
 from mer.data.records import ClipRecord
+from mer.data.scaling import input_scaling, scaling_mode
 
 
 class ClipDataset(Dataset):
     """uint8 clips in memory; each item is a (1, depth, H, W) clip, still in the cache's 0-255
-    values, and its label. ClipDataModule turns whole batches into floats in [0, 1]."""
+    values, and its label. ClipDataModule turns whole batches into floats (`data.input_scaling`)."""
 
     def __init__(self, clips: np.ndarray, labels: Sequence[int], augment: ClipAugmenter | None = None):
         self.clips = clips
@@ -34,12 +35,14 @@ class ClipDataset(Dataset):
 
 
 class ClipDataModule(pl.LightningDataModule):
-    """`fold` holds clip ids for `train`, `test` and an optional inner `val`. Without an
-    inner val, the per-epoch validation runs on the test part for monitoring only; the
-    reported model is then the last epoch, so nothing is selected on test clips."""
+    """`fold` holds clip ids for `train`, `test` (the held-out clips) and an optional inner
+    `val` carved from the training clips. The validation loop runs over `val_stages`: `val`
+    when the fold has one, and `heldout` (the test clips, for per-epoch monitoring curves
+    only) when `monitor_heldout` is set. Only `val` may drive selection or callbacks."""
 
     def __init__(self, cache: ClipCache, records: Sequence[ClipRecord], classes: Sequence[str], fold: dict,
-                 batch_size: int = 20, num_workers: int = 0, augment: ClipAugmenter | None = None):
+                 batch_size: int = 20, num_workers: int = 0, augment: ClipAugmenter | None = None,
+                 monitor_heldout: bool = True, scaling: str = "unit"):
         super().__init__()
         self.cache = cache
         self.by_id = {r.clip_id: r for r in records}
@@ -48,7 +51,11 @@ class ClipDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.augment = augment
+        self.val_stages = (["val"] if fold["val"] else []) + (["heldout"] if monitor_heldout else [])
         self.datasets: dict[str, ClipDataset] = {}
+        self.scaling = scaling_mode(scaling)
+        # unit's numbers until `fit_scaling` sees the training clips.
+        self.offset, self.scale = 0.0, 255.0
 
     def records(self, part: str) -> list[ClipRecord]:
         return [self.by_id[i] for i in self.fold[part]]
@@ -63,22 +70,30 @@ class ClipDataModule(pl.LightningDataModule):
                 self.datasets[part] = ClipDataset(np.stack([self.cache.load(r) for r in members]),
                                                   [index[r.label] for r in members],
                                                   self.augment if part == "train" else None)
+        self.fit_scaling(self.datasets["train"].clips)
 
     def _loader(self, part: str, shuffle: bool = False) -> DataLoader:
-        return DataLoader(self.datasets[part], batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
+        dataset = self.datasets[part]
+        # Without an augmenter, no worker_init_fn: Lightning then adds its own.
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0,
+                          worker_init_fn=seed_worker if dataset.augment is not None else None)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         # One conversion per batch, on the device: bytes are a quarter of floats to collate
         # and to copy to a GPU.
         clips, labels = batch
-        return clips.float().div_(255.0), labels
+        return clips.float().sub_(self.offset).div_(self.scale), labels
+
+    def fit_scaling(self, train_clips: np.ndarray) -> None:
+        """Fix the input scaling from this fold's training clips; every part then uses it."""
+        self.offset, self.scale = input_scaling(train_clips, self.scaling)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val" if "val" in self.datasets else "test")
+    def val_dataloader(self) -> list[DataLoader]:
+        return [self._loader("test" if stage == "heldout" else stage) for stage in self.val_stages]
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test")

@@ -34,6 +34,7 @@ class ProtocolSettings:
     inner_val_fraction: float = 0.0  # share of each training part kept aside for selection
     selection: str = "last"  # which epoch is reported: the last, or the best on the inner val
     fold: int | None = None  # run one fold only (a Hydra multirun over protocol.fold runs them all)
+    monitor_heldout: bool = True  # per-epoch heldout/* curves on the held-out clips, for monitoring only
 
     def __post_init__(self):
         if self.name not in PROTOCOLS:
@@ -49,7 +50,7 @@ class ProtocolSettings:
             raise MerError(f"protocol.k must be >= 2, got {self.k}")
 
     def file_tag(self) -> str:
-        fields = {k: v for k, v in asdict(self).items() if k not in ("fold", "selection")}
+        fields = {k: v for k, v in asdict(self).items() if k not in ("fold", "selection", "monitor_heldout")}
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]
 
 

@@ -20,6 +20,12 @@ SOURCE = Path(__file__).with_name("kernels") / "mer3dcnn_cpu.cpp"
 _ARCH_FLAGS = {"AVX512": ["-march=x86-64-v4"], "AVX2": ["-march=x86-64-v3"]}
 
 
+def build_target() -> str:
+    """The instruction set the kernels are compiled for on this machine (runs record it)."""
+    capability = torch.backends.cpu.get_cpu_capability()
+    return " ".join([capability, *_ARCH_FLAGS.get(capability, [])])
+
+
 def _put_ninja_on_path() -> None:
     # torch runs `ninja` through PATH; the pip package's binary is only on it in an activated venv.
     try:

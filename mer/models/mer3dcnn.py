@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from mer.models import cpu_kernels, stock_ops
+from mer.models.init import initialise
 
 IMPLEMENTATIONS = ("fused", "stock", "reference")
 
@@ -28,16 +29,20 @@ class MER3DCNN(nn.Module):
     `impl` picks how: "fused" (default) runs conv + pool + ReLU and the dropouts as the CPU
     kernels of `cpu_kernels` (the stock path on a GPU, or where the kernels cannot build);
     "stock" is the rewrite on stock PyTorch ops (`stock_ops`: the conv a few clips at a time,
-    cheaper dropout masks); "reference" is `reference_forward`."""
+    cheaper dropout masks); "reference" is `reference_forward`. `init` is `mer.models.init`'s
+    scheme: "keras" (default) or "torch"."""
 
     def __init__(self, num_classes: int = 3, depth: int = 10, size: int = 128, dropout: float = 0.3,
-                 channels: int = 32, hidden: int = 32, impl: str = "fused"):
+                 channels: int = 32, hidden: int = 32, impl: str = "fused", init: str = "keras"):
         super().__init__()
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"model.dropout must be in [0, 1), got {dropout}")
         if impl not in IMPLEMENTATIONS:
             raise ValueError(f"model.impl must be one of {', '.join(IMPLEMENTATIONS)}, got {impl!r}")
         self.impl = impl
+        # The path the last forward took: `fused` falls back to `stock` on a GPU or where the
+        # kernels cannot build, and the two draw different dropout streams; runs record it.
+        self.impl_ran: str | None = None
         self.features = nn.Sequential(
             nn.Conv3d(1, channels, kernel_size=3),
             nn.ReLU(inplace=True),
@@ -54,6 +59,7 @@ class MER3DCNN(nn.Module):
             nn.Dropout(dropout),
             nn.Linear(hidden, num_classes),
         )
+        initialise(self, init)
         self.to(memory_format=torch.channels_last_3d)
 
     def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -61,13 +67,16 @@ class MER3DCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.impl == "reference":
+            self.impl_ran = "reference"
             return self.reference_forward(x)
         conv, relu, pool1, dropout1, pool2, dropout2, _ = self.features
         drop1, dense1, relu1, drop2, dense2 = self.classifier
         if self.impl == "fused" and cpu_kernels.conv_pool_applies(x, conv, pool1):
+            self.impl_ran = "fused"
             x = cpu_kernels.conv_pool_relu(x, conv.weight, conv.bias)
             kernel_dropout = cpu_kernels.dropout
         else:
+            self.impl_ran = "stock"
             kernel, window = conv.kernel_size[0], pool1.kernel_size
             kept = (x.shape[2] - kernel + 1) // window * window + kernel - 1
             x = x[:, :, :kept].contiguous(memory_format=torch.channels_last_3d)

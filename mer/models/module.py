@@ -1,5 +1,10 @@
 """LightningModule: any clip network, cross-entropy, optimizer/scheduler from Hydra partials,
-accuracy / UF1 / UAR per epoch and a confusion matrix for the final evaluation."""
+accuracy / UF1 / UAR (mer.metrics) per epoch for each part of the fold it sees.
+
+Parts, named by the clips they are computed on: `train`; `val`, an inner validation split
+carved from the training clips (the only part selection and callbacks may watch);
+`heldout`, per-epoch curves on the held-out clips, for monitoring only; `test`, the final
+figures of the reported model on the held-out clips."""
 
 from __future__ import annotations
 
@@ -8,22 +13,12 @@ from typing import Callable, Sequence
 import pytorch_lightning as pl
 import torch
 from torch import nn
-from torchmetrics import MeanMetric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score, MulticlassRecall
+from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics.classification import MulticlassConfusionMatrix
 
+from mer.metrics import scores_from_confusion
 
-def classification_metrics(num_classes: int) -> MetricCollection:
-    """acc = plain accuracy; uf1 = unweighted (macro) F1; uar = unweighted average recall."""
-    return MetricCollection(
-        {
-            "acc": MulticlassAccuracy(num_classes, average="micro"),
-            "uf1": MulticlassF1Score(num_classes, average="macro"),
-            "uar": MulticlassRecall(num_classes, average="macro"),
-        }
-    )
-
-
-STAGES = ("train", "val", "test")
+STAGES = ("train", "val", "heldout", "test")
 
 
 class MicroExpressionModule(pl.LightningModule):
@@ -34,6 +29,7 @@ class MicroExpressionModule(pl.LightningModule):
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         class_names: Sequence[str] = ("negative", "positive", "surprise"),
         run_config: dict | None = None,
+        val_stages: Sequence[str] = ("val",),
     ):
         super().__init__()
         # The resolved run config travels inside every checkpoint, so a checkpoint alone
@@ -43,12 +39,17 @@ class MicroExpressionModule(pl.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.class_names = list(class_names)
+        # One stage per validation dataloader, in the datamodule's order.
+        self.val_stages = list(val_stages)
         n = len(self.class_names)
         self.loss = nn.CrossEntropyLoss()
-        self.train_metrics, self.val_metrics, self.test_metrics = (
-            classification_metrics(n).clone(prefix=f"{stage}/") for stage in STAGES)
-        self.train_loss, self.val_loss, self.test_loss = (MeanMetric() for _ in STAGES)
-        self.test_confusion = MulticlassConfusionMatrix(n)
+        # Counts and sums only: torchmetrics keeps (and under DDP reduces) them; the figures
+        # come from mer.metrics, the same definition the fold and pooled reports use.
+        # Keyed `<stage>_` because nn.Module already has an attribute named `train`.
+        self.confusions = nn.ModuleDict({f"{stage}_": MulticlassConfusionMatrix(n) for stage in STAGES})
+        self.losses = nn.ModuleDict({f"{stage}_": MeanMetric() for stage in STAGES})
+        self.val_acc_best = MaxMetric()
+        self.epoch_confusion: dict[str, torch.Tensor] = {}  # the last epoch's counts per stage
         self.test_probabilities: list[torch.Tensor] = []  # per test batch, in loader order
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
@@ -58,42 +59,53 @@ class MicroExpressionModule(pl.LightningModule):
         clips, labels = batch
         logits = self(clips)
         loss = self.loss(logits, labels)
-        # Updated per step, logged once per epoch (_log_epoch): four self.log calls a step
-        # cost more than a tenth of a fused training step on CPU.
-        getattr(self, f"{stage}_metrics").update(logits, labels)
-        getattr(self, f"{stage}_loss").update(loss.detach(), weight=len(labels))
-        return loss, logits, labels
+        # Updated per step, logged once per epoch (_log_epoch): self.log calls every step
+        # cost a noticeable share of a fused training step on CPU.
+        self.confusions[f"{stage}_"].update(logits.detach(), labels)
+        self.losses[f"{stage}_"].update(loss.detach(), weight=len(labels))
+        return loss, logits
 
     def _log_epoch(self, stage: str):
-        metrics, mean_loss = getattr(self, f"{stage}_metrics"), getattr(self, f"{stage}_loss")
-        values = {f"{stage}/loss": mean_loss.compute(), **metrics.compute()}
-        metrics.reset()
+        confusion, mean_loss = self.confusions[f"{stage}_"], self.losses[f"{stage}_"]
+        matrix = confusion.compute().cpu()
+        self.epoch_confusion[stage] = matrix
+        values = {f"{stage}/loss": mean_loss.compute(),
+                  **{f"{stage}/{name}": value for name, value in scores_from_confusion(matrix.numpy()).items()}}
+        confusion.reset()
         mean_loss.reset()
-        self.log_dict(values)
+        if stage == "val":
+            # lightning-hydra-template's convention: the best inner-validation accuracy so
+            # far, the figure a sweeper may maximise.
+            self.val_acc_best.update(values["val/acc"])
+            values["val/acc_best"] = self.val_acc_best.compute()
+        self.log_dict(values, add_dataloader_idx=False)
 
     def training_step(self, batch, batch_idx):
         return self._step(batch, "train")[0]
 
-    def validation_step(self, batch, batch_idx):
-        self._step(batch, "val")
+    def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        self._step(batch, self.val_stages[dataloader_idx])
 
     def test_step(self, batch, batch_idx):
-        _, logits, labels = self._step(batch, "test")
-        self.test_confusion.update(logits, labels)
+        _, logits = self._step(batch, "test")
         self.test_probabilities.append(logits.softmax(dim=-1).detach().cpu())
+
+    def on_train_start(self):
+        # The sanity check's few batches must not count as a best epoch.
+        self.val_acc_best.reset()
 
     def on_train_epoch_end(self):
         self._log_epoch("train")
 
     def on_validation_epoch_end(self):
-        self._log_epoch("val")
+        for stage in self.val_stages:
+            self._log_epoch(stage)
+
+    def on_test_epoch_start(self):
+        self.test_probabilities = []
 
     def on_test_epoch_end(self):
         self._log_epoch("test")
-
-    def on_test_epoch_start(self):
-        self.test_confusion.reset()
-        self.test_probabilities = []
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(params=self.parameters())

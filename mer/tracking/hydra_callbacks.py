@@ -4,6 +4,7 @@ job starts, and give every multirun a parent run that its jobs nest under."""
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from hydra.experimental.callback import Callback
@@ -12,6 +13,8 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 from omegaconf import DictConfig
 
+from mer.errors import MerError
+from mer.selection import check_sweep_objective
 from mer.tracking.store import ensure_logger_store
 
 # Jobs read the parent run id from here: it reaches in-process jobs and the worker
@@ -40,12 +43,21 @@ class SweepParentRun(Callback):
         self.run_id: str | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            check_sweep_objective(config, config.hydra.sweeper._target_)
+        except MerError as error:
+            # Before any job starts, and one line: Hydra would print a traceback.
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(1)
         experiment_id = ensure_logger_store(config.logger)
         client = MlflowClient(config.logger.tracking_uri)
         name = sweep_name(config)
         params = {k: str(v) for k, v in (config.hydra.sweeper.get("params") or {}).items()}
         tags = {MLFLOW_RUN_NAME: f"sweep {name}", "mer.role": "sweep_parent", "mer.sweep_name": name,
-                "mer.sweep_overrides": " ".join(config.hydra.overrides.task)}
+                "mer.sweep_overrides": " ".join(config.hydra.overrides.task),
+                "mer.optimized_metric": config.optimized_metric}
+        if config.allow_heldout_objective:
+            tags["mer.heldout_objective"] = "true"
         self.run_id = client.create_run(experiment_id, run_name=tags[MLFLOW_RUN_NAME], tags=tags).info.run_id
         client.log_batch(self.run_id, params=[Param(f"sweep.{key}", value) for key, value in params.items()])
         os.environ[PARENT_RUN_ENV] = self.run_id

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import platform
 import subprocess
+import time
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Iterator, Sequence
 
-import time
-
+import torch
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
@@ -22,6 +23,10 @@ from mer.tracking.store import ensure_logger_store
 
 TRACKED_PACKAGES = ("mer", "torch", "pytorch-lightning", "torchmetrics", "hydra-core", "omegaconf", "mlflow",
                     "numpy", "opencv-python-headless", "dlib-bin", "albumentations", "onnxruntime")
+# Set, with status FINISHED, only once a run's results, predictions and artifacts are all
+# logged: sweep resume and the tables count a run only when both say so.
+COMPLETE_TAG = "mer.complete"
+COMPLETE_FILTER = f"attributes.status = 'FINISHED' and tags.`{COMPLETE_TAG}` = 'true'"
 MAX_PARAMS_PER_BATCH = 100  # MLflow's limit for one log_batch call
 # Left out of run names: where a run reads and writes, and how it looks, not what it
 # computes (all overrides are still in the `mer.overrides` tag). Seed is appended last.
@@ -59,9 +64,9 @@ def sweep_cell_name(cfg: DictConfig) -> str:
 
 def config_hash(cfg: DictConfig) -> str:
     """Identifies what a run computes: the resolved config less where it reads and
-    writes, how it displays, and how many workers it uses."""
+    writes, how it displays, how many workers it uses, and what a sweeper reads from it."""
     config = OmegaConf.to_container(cfg, resolve=True)
-    for key in ("paths", "logger", "sweep", "hydra"):
+    for key in ("paths", "logger", "sweep", "hydra", "optimized_metric", "allow_heldout_objective"):
         config.pop(key, None)
     for key in ("default_root_dir", "enable_progress_bar", "enable_model_summary"):
         config.get("trainer", {}).pop(key, None)
@@ -73,14 +78,14 @@ def config_hash(cfg: DictConfig) -> str:
 
 
 def finished_run(cfg: DictConfig, key: str, sweep: str):
-    """A FINISHED run of the same sweep and config, if the store has one."""
+    """A complete run of the same sweep and config, if the store has one."""
     client = MlflowClient(cfg.logger.tracking_uri)
     experiment = client.get_experiment_by_name(cfg.logger.experiment_name)
     if experiment is None:
         return None
     found = client.search_runs([experiment.experiment_id],
-                               f"tags.`mer.config_hash` = '{key}' and tags.`mer.sweep_name` = '{sweep}' "
-                               "and attributes.status = 'FINISHED'", max_results=1)
+                               f"tags.`mer.config_hash` = '{key}' and tags.`mer.sweep_name` = '{sweep}' and "
+                               + COMPLETE_FILTER, max_results=1)
     return found[0] if found else None
 
 
@@ -103,6 +108,22 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return versions
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment_tags() -> dict[str, str]:
+    """The machine a run computed on; the device and the model path that ran are tagged
+    after training, from what Lightning and the network actually used."""
+    return {"mer.cpu": cpu_model(), "versions.cuda": torch.version.cuda or "none"}
 
 
 class TrackedRun:
@@ -138,7 +159,8 @@ class TrackedRun:
 @contextmanager
 def tracked_run(cfg: DictConfig, overrides: Sequence[str], extra_tags: dict[str, str] | None = None,
                 parent: TrackedRun | str | None = None, name_suffix: str = "") -> Iterator[TrackedRun]:
-    """A run that ends FINISHED, or FAILED (KILLED on Ctrl-C) with the error in `mer.error`.
+    """A run that ends FINISHED (tagged complete) when the block ends, or FAILED (KILLED on
+    Ctrl-C) with the error in `mer.error`; nothing else sets its status.
     With `parent`, it is nested under that run in the MLflow UI (one fold of a protocol)."""
     logger = cfg.logger
     experiment_id = ensure_logger_store(logger)
@@ -147,7 +169,7 @@ def tracked_run(cfg: DictConfig, overrides: Sequence[str], extra_tags: dict[str,
                                       run_name(overrides, cfg.seed, cfg.model._target_.rsplit(".", 1)[-1]))
     name = f"{name} {name_suffix}".strip()
     tags = {MLFLOW_RUN_NAME: name, "mer.overrides": " ".join(overrides), "seed": str(cfg.seed),
-            **git_state(Path(__file__).resolve().parent), **package_versions(), **(extra_tags or {})}
+            **git_state(Path(__file__).resolve().parent), **package_versions(), **environment_tags(), **(extra_tags or {})}
     if parent is not None:
         tags[MLFLOW_PARENT_RUN_ID] = parent.run_id if isinstance(parent, TrackedRun) else parent
     run = client.create_run(experiment_id, run_name=name, tags=tags)
@@ -163,4 +185,5 @@ def tracked_run(cfg: DictConfig, overrides: Sequence[str], extra_tags: dict[str,
         client.set_terminated(handle.run_id, "FAILED")
         raise
     else:
+        client.set_tag(handle.run_id, COMPLETE_TAG, "true")
         client.set_terminated(handle.run_id, "FINISHED")
