@@ -53,10 +53,17 @@ def rebase(path: str, old_base: str, new_base: str) -> str:
         return path
 
 
+# Keys a checkpoint written before they existed lacks, with the value such runs had.
+KEYS_ADDED = {"data.input_scaling": "unit", "protocol.monitor_heldout": True}
+
+
 def localise(run_cfg: DictConfig, cfg: DictConfig) -> DictConfig:
     """The training config with this command's paths: a checkpoint's `paths.*` are the
     absolute folders of the machine and launch folder it was trained in."""
     run_cfg = run_cfg.copy()
+    for key, value in KEYS_ADDED.items():
+        if OmegaConf.select(run_cfg, key) is None:
+            OmegaConf.update(run_cfg, key, value)
     run_cfg.data.root = cfg.data_root or rebase(run_cfg.data.root, run_cfg.paths.data_dir, cfg.paths.data_dir)
     run_cfg.paths = OmegaConf.to_container(cfg.paths, resolve=True)
     return run_cfg
