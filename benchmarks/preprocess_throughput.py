@@ -16,8 +16,8 @@ from pathlib import Path
 import cv2
 
 from mer.data.cache import ClipCache
-from mer.data.face_sources import FaceSource
-from mer.data.records import ClipRecord
+from mer.synthetic.real_faces import FaceSource
+from mer.datasets.records import ClipRecord
 from mer.preprocess.frames import read_video_gray
 from mer.preprocess.pipeline import PreprocessSettings, preprocess_clip
 from mer.preprocess.timing import StageTimer

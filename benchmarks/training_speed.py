@@ -223,7 +223,7 @@ def keras_fit(epochs: int, cache_dir: str = "") -> dict:
 def _bench_cache(root: Path):
     """131 training + 33 held-out records over the carphone clips, cached by the real pipeline."""
     from mer.data.cache import ClipCache
-    from mer.data.records import ClipRecord
+    from mer.datasets.records import ClipRecord
     from mer.preprocess.pipeline import PreprocessSettings
     from preprocess_throughput import carphone_clips
 

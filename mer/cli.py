@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from mer.data.generator import GeneratorSettings, generate_smic_hs
+from mer.synthetic.generator import GeneratorSettings
+from mer.synthetic.layout_writers import generate_smic_hs
 from mer.errors import MerError
 
 
@@ -37,7 +38,7 @@ def _preview(args: argparse.Namespace) -> None:
 
 def _data_summary(args: argparse.Namespace) -> None:
     from mer.config import compose_train
-    from mer.data.sources import index_dataset
+    from mer.data.index import index_dataset
     from mer.reporting.data_summary import summary_markdown
 
     cfg = compose_train(args.overrides)

@@ -7,8 +7,12 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-CONFIG_DIR = PROJECT_ROOT / "conf"
+PACKAGE_DIR = Path(__file__).resolve().parent
+PROJECT_ROOT = PACKAGE_DIR.parent
+# A checkout keeps conf/ and sweeps/ at its top; an installed wheel carries them inside the
+# package (pyproject.toml maps them to mer.conf and mer.sweeps).
+RESOURCE_ROOT = PACKAGE_DIR if (PACKAGE_DIR / "conf").is_dir() else PROJECT_ROOT
+CONFIG_DIR = RESOURCE_ROOT / "conf"
 
 # Adam's epsilon in each framework whose defaults `model.init` can copy.
 ADAM_EPS = {"keras": 1e-7, "torch": 1e-8}
@@ -26,7 +30,8 @@ def register_resolvers() -> None:
     # `${cwd:}`: the launch folder. Unlike `${hydra:runtime.cwd}` it also resolves in a
     # sweep's parent process and in the compose API.
     OmegaConf.register_new_resolver("cwd", os.getcwd, replace=True)
-    OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT), replace=True)
+    # `${resource_root:}`: the folder holding sweeps/ (Hydra's search path for +sweeps=...).
+    OmegaConf.register_new_resolver("resource_root", lambda: str(RESOURCE_ROOT), replace=True)
     # `protocol.selection` as the checkpoint callback's default monitor: the best epoch on
     # the inner validation split, or none (the last epoch is reported).
     OmegaConf.register_new_resolver("selection_monitor", lambda selection: "val/acc" if selection == "val" else None,

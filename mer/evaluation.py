@@ -15,7 +15,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from mer import config  # noqa: F401  (registers resolvers)
 from mer.errors import MerError
+from mer.data.prepare import prepare_data
 from mer.models.module import MicroExpressionModule
+from mer.training import build_datamodule
 
 METRICS = ("acc", "uf1", "uar", "loss")
 
@@ -81,9 +83,6 @@ def fetch_split(client: MlflowClient, run_id: str, split_dir: Path) -> None:
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
-    from mer.data.prepare import prepare_data
-    from mer.training import build_datamodule
-
     if (cfg.ckpt_path is None) == (cfg.run_id is None):
         raise MerError("give exactly one of ckpt_path=... or run_id=...")
     client = MlflowClient(cfg.logger.tracking_uri)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import matplotlib.pyplot as plt
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
@@ -26,14 +25,11 @@ from mer.data.datamodule import ClipDataModule
 from mer.data.prepare import PreparedData, prepare_data
 from mer.models import cpu_kernels
 from mer.models.module import MicroExpressionModule
-from mer.preprocess.preview import preview_figure
-from mer.reporting.confusion import confusion_figure
-from mer.reporting.data_summary import class_counts, summary_markdown
-from mer.reporting.folds import log_fold_report, predictions_csv
+from mer.reporting.folds import log_fold_report
+from mer.reporting.run_report import log_data_report, log_test_report, prediction_rows
 from mer.selection import check_monitors
-from mer.tracking.hydra_callbacks import PARENT_RUN_ENV
 from mer.tracking.lightning_logger import RunOwnedMLFlowLogger
-from mer.tracking.runs import TrackedRun, config_hash, finished_run, tracked_run
+from mer.tracking.runs import PARENT_RUN_ENV, TrackedRun, config_hash, finished_run, tracked_run
 
 log = logging.getLogger(__name__)
 
@@ -77,25 +73,6 @@ def hydra_tags() -> dict[str, str]:
         tags["mer.sweep_dir"] = str(hydra.sweep.dir)
         tags["mer.job_num"] = str(hydra.job.num)
     return tags
-
-
-def log_data(run: TrackedRun, data: PreparedData, dataset_name: str) -> None:
-    run.log_params({"data.clips_ok": len(data.report.ok), "data.clips_failed": len(data.report.failed),
-                    "data.split_file": data.folds_path.name, "data.cache_dir": str(data.cache.dir),
-                    "protocol.n_folds": len(data.folds["folds"])})
-    counts = class_counts(data.records, data.classes)
-    run.log_params({f"data.n_{label}": n for label, n in counts.items()} | {"data.n_subjects": len({r.subject for r in data.records})})
-    run.log_text(summary_markdown(data.records, data.classes, data.skipped, dataset_name), "data/summary.md")
-    run.log_artifact(data.folds_path, "data")
-    run.log_artifact(data.cache.manifest_path, "data")
-    if data.report.failed:
-        run.log_artifact(data.cache.failures_path, "data")
-    # What the network sees, for the first clip of this dataset.
-    record = data.records[0]
-    figure = preview_figure(record.open(), data.cache.settings, record.apex, record.onset,
-                            title=f"{dataset_name}: {record.clip_id} ({record.label})")
-    run.log_figure(figure, f"preview/{record.clip_id}.png")
-    plt.close(figure)
 
 
 @dataclass
@@ -142,26 +119,13 @@ def fit_fold(cfg: DictConfig, data: PreparedData, fold: dict, run: TrackedRun, c
         metrics.update({k: float(v) for k, v in results[0].items()})
         if trainer.fast_dev_run:  # Lightning swaps the run's logger out: the figures still belong in the run
             run.log_metrics({k: float(v) for k, v in results[0].items()}, step=trainer.global_step)
-        predictions = prediction_rows(fold, datamodule, module)
-        run.log_text(predictions_csv(predictions, module.class_names), "predictions.csv")
-        figure = confusion_figure(module.epoch_confusion["test"].numpy(), module.class_names,
-                                  f"{run_title(cfg)}\n({fold['name']}, held-out clips)")
-        run.log_figure(figure, "confusion_matrix.png")
-        plt.close(figure)
+        predictions = prediction_rows(fold["name"], datamodule.records("test"), module.class_names,
+                                      torch.cat(module.test_probabilities).numpy())
+        log_test_report(run, predictions, module.class_names, module.epoch_confusion["test"].numpy(),
+                        f"{run_title(cfg)}\n({fold['name']}, held-out clips)")
     if best:
         run.log_artifact(Path(best), "checkpoints")
     return FoldResult(metrics, predictions, selection)
-
-
-def prediction_rows(fold: dict, datamodule: ClipDataModule, module: MicroExpressionModule) -> list[dict]:
-    # fast_dev_run tests a single batch: pair only the clips that were seen, in loader order.
-    probabilities = torch.cat(module.test_probabilities).numpy()
-    rows = []
-    for record, p in zip(datamodule.records("test"), probabilities):
-        rows.append({"fold": fold["name"], "clip_id": record.clip_id, "subject": record.subject, "label": record.label,
-                     "predicted": module.class_names[int(p.argmax())],
-                     **{f"p_{c}": f"{v:.6f}" for c, v in zip(module.class_names, p)}})
-    return rows
 
 
 def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
@@ -182,7 +146,7 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
     with tracked_run(cfg, overrides, tags, parent=os.environ.get(PARENT_RUN_ENV)) as run:
         run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config/config.yaml")
         data = prepare_data(cfg)
-        log_data(run, data, cfg.data.name)
+        log_data_report(run, data, cfg.data.name)
         folds = data.selected_folds()
         if len(folds) == 1:
             metrics = fit_fold(cfg, data, folds[0], run).metrics

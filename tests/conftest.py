@@ -11,7 +11,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from mer.config import CONFIG_DIR
-from mer.data.generator import GeneratorSettings, generate_smic_hs
+from mer.synthetic.generator import GeneratorSettings
+from mer.synthetic.layout_writers import generate_smic_hs
 
 ROOT = CONFIG_DIR.parent
 TINY = GeneratorSettings(subjects=6, clips_per_subject=3, min_frames=10, max_frames=12, seed=3)

@@ -11,10 +11,10 @@ import torch
 
 from mer.data.cache import ClipCache
 from mer.data.datamodule import ClipDataModule
-from mer.data.face_sources import FaceSource
-from mer.data.records import ClipRecord
-from mer.data.generator import clip_plan
-from mer.data.smic import index_smic_hs
+from mer.synthetic.real_faces import FaceSource
+from mer.datasets.records import ClipRecord
+from mer.synthetic.generator import clip_plan
+from mer.datasets.smic_hs import index_smic_hs
 from mer.data.splits import ProtocolSettings, holdout_split, load_or_make_folds, make_folds
 from mer.errors import MerError
 from mer.preprocess.frames import frame_number

@@ -15,14 +15,14 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from mer.config import CONFIG_DIR
-from mer.data.annotations import read_table
-from mer.data.casme2 import index_casme2
-from mer.data.composite import MEGC2019_LABELS, index_composite
-from mer.data.generator import GeneratorSettings, clip_plan
-from mer.data.layouts import SAMM_PREAMBLE, generate_layout, write_annotation
-from mer.data.samm import index_samm
-from mer.data.smic_e import index_smic_e
-from mer.data.sources import index_dataset
+from mer.datasets.workbook import read_table
+from mer.datasets.casme2 import index_casme2
+from mer.datasets.composite import MEGC2019_LABELS, index_composite
+from mer.synthetic.generator import GeneratorSettings, clip_plan
+from mer.synthetic.layout_writers import SAMM_PREAMBLE, generate_layout, write_annotation
+from mer.datasets.samm import index_samm
+from mer.datasets.smic_e import index_smic_e
+from mer.data.index import index_dataset
 from mer.errors import MerError
 from mer.preprocess.frames import frame_number
 

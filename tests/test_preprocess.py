@@ -4,8 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from mer.data.face_sources import FaceSource
-from mer.data.smic import index_smic_hs
+from mer.synthetic.real_faces import FaceSource
+from mer.datasets.smic_hs import index_smic_hs
 from mer.errors import MerError
 from mer.preprocess.align import alignment_matrix, eye_line_angle, transform_points
 from mer.preprocess.faces import LEFT_EYE, MOUTH, RIGHT_EYE, DlibFaces, largest_face

@@ -3,7 +3,7 @@
 import cv2
 
 from mer.cli import main
-from mer.data.face_sources import FaceSource
+from mer.synthetic.real_faces import FaceSource
 
 
 def test_preview_of_the_carphone_video(tmp_path, capsys):

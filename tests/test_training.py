@@ -99,7 +99,7 @@ def test_same_seed_same_result(make_cfg):
 def test_one_bad_clip_does_not_stop_the_run(make_cfg, tiny_tree, tmp_path):
     import shutil
 
-    from mer.data.smic import index_smic_hs
+    from mer.datasets.smic_hs import index_smic_hs
 
     tree = tmp_path / "tree"
     shutil.copytree(tiny_tree, tree)

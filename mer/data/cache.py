@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
-from mer.data.records import ClipRecord
+from mer.datasets.records import ClipRecord
 from mer.errors import MerError
 from mer.preprocess.pipeline import PreprocessSettings, preprocess_clip
 

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mer.data.augment import ClipAugmenter, seed_worker
 from mer.data.cache import ClipCache
-from mer.data.records import ClipRecord
+from mer.datasets.records import ClipRecord
 from mer.data.scaling import input_scaling, scaling_mode
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from mer.data.cache import CacheReport, ClipCache
-from mer.data.records import ClipRecord
-from mer.data.sources import index_dataset
+from mer.datasets.records import ClipRecord
+from mer.data.index import index_dataset
 from mer.data.splits import ProtocolSettings, load_or_make_folds
 from mer.errors import MerError
 from mer.preprocess.pipeline import PreprocessSettings

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from mer.data.records import ClipRecord
+from mer.datasets.records import ClipRecord
 from mer.errors import MerError
 
 PROTOCOLS = ("holdout", "loso", "kfold")

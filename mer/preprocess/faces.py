@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from mer.errors import MerError
+from mer.preprocess.timing import NullTimer
+
 
 # Index ranges of the 68-point scheme, used by alignment, masks and crops.
 JAW = slice(0, 17)
@@ -101,8 +103,6 @@ def box_area(box: tuple[int, int, int, int]) -> int:
 
 def largest_face(backend: FaceBackend, gray: np.ndarray, timer=None) -> Face | None:
     """The largest detected face with its landmarks (landmarks for that face only)."""
-    from mer.preprocess.timing import NullTimer
-
     timer = timer or NullTimer()
     with timer.stage("detect"):
         boxes = backend.detect_boxes(gray)

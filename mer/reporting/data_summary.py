@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Sequence
 
-from mer.data.records import ClipRecord
+from mer.datasets.records import ClipRecord
 
 
 def class_counts(records: Sequence[ClipRecord], classes: Sequence[str]) -> dict[str, int]:

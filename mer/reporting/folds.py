@@ -12,6 +12,7 @@ import numpy as np
 
 from mer.metrics import confusion, scores
 from mer.reporting.confusion import confusion_figure
+from mer.tracking.runs import COMPLETE_FILTER, TrackedRun
 
 PREDICTION_FIELDS = ("fold", "clip_id", "subject", "label", "predicted")
 
@@ -85,8 +86,6 @@ def log_fold_report(run, predictions: list[dict], classes: Sequence[str], protoc
 def pool_fold_runs(client, parent_run_id: str, classes: Sequence[str], tracking_uri: str) -> dict[str, float]:
     """For a multirun over `protocol.fold`: pool the predictions of the parent's complete
     fold runs and log the fold report to the parent. Nothing when fewer than two folds ran."""
-    from mer.tracking.runs import COMPLETE_FILTER, TrackedRun
-
     experiment_id = client.get_run(parent_run_id).info.experiment_id
     children = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}' and {COMPLETE_FILTER}")
     children = [c for c in children if "mer.fold" in c.data.tags]

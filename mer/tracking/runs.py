@@ -23,6 +23,9 @@ from mer.tracking.store import ensure_logger_store
 
 TRACKED_PACKAGES = ("mer", "torch", "pytorch-lightning", "torchmetrics", "hydra-core", "omegaconf", "mlflow",
                     "numpy", "opencv-python-headless", "dlib-bin", "albumentations", "onnxruntime")
+# Jobs read their sweep's parent run id from here: it reaches in-process jobs and the worker
+# processes of other launchers, which inherit the environment.
+PARENT_RUN_ENV = "MER_PARENT_RUN_ID"
 # Set, with status FINISHED, only once a run's results, predictions and artifacts are all
 # logged: sweep resume and the tables count a run only when both say so.
 COMPLETE_TAG = "mer.complete"

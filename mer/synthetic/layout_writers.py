@@ -12,20 +12,17 @@ name it with each dataset's own emotion words.
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import cv2
 import numpy as np
 from openpyxl import Workbook
-from tqdm import tqdm
 
-from mer.data.composite import DEFAULT_ROOTS
-from mer.data.face_sources import FACE_SOURCES
-from mer.data.generator import (SMIC_ABBREVIATIONS, GeneratorSettings, clip_plan, generate_smic_hs, render_clip,
-                                source_portrait, staged_tree)
+from mer.datasets.composite import DEFAULT_ROOTS
+from mer.synthetic.real_faces import FACE_SOURCES
+from mer.synthetic.generator import SMIC_ABBREVIATIONS, GeneratorSettings, rendered_clips, staged_tree
 from mer.errors import MerError
 
 CASME2_COLUMNS = ("Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Action Units", "Estimated Emotion")
@@ -55,30 +52,6 @@ SMIC_E_TAIL = 2
 CASME2_NO_APEX = 5
 
 
-@dataclass(frozen=True)
-class RenderedClip:
-    number: int  # 0-based, over the dataset
-    subject: int  # 1-based
-    label: str  # the class of the rendered motion
-    count: int  # 1-based, over this subject's clips of this class
-    in_subject: int  # 1-based, over this subject's clips
-    frames: list[np.ndarray]
-
-
-def rendered_clips(settings: GeneratorSettings, faces: Sequence[int], progress: bool, desc: str) -> Iterator[RenderedClip]:
-    """The clips of `clip_plan(settings)`, subject n played by `FACE_SOURCES[faces[n - 1]]`."""
-    portraits = {n + 1: source_portrait(face) for n, face in enumerate(faces)}
-    rng = np.random.default_rng(settings.seed)
-    per_label: Counter = Counter()
-    per_subject: Counter = Counter()
-    for number, (subject, label) in enumerate(tqdm(clip_plan(settings), desc=desc, disable=not progress)):
-        per_label[subject, label] += 1
-        per_subject[subject] += 1
-        n_frames = int(rng.integers(settings.min_frames, settings.max_frames + 1))
-        frames = render_clip(portraits[subject], label, n_frames, rng, settings)
-        yield RenderedClip(number, subject, label, per_label[subject, label], per_subject[subject], frames)
-
-
 def write_annotation(path: Path, columns: Sequence[str], rows: Sequence[Mapping[str, object]], preamble: Sequence[str] = ()) -> Path:
     """One sheet: `preamble` lines (one per row, '' for a blank row), the header, then the rows."""
     workbook = Workbook()
@@ -99,6 +72,19 @@ def _write_frames(folder: Path, names: Sequence[str], frames: Sequence[np.ndarra
     folder.mkdir(parents=True)
     for name, frame in zip(names, frames):
         cv2.imwrite(str(folder / name), cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if grey else frame)
+
+
+def generate_smic_hs(root: Path, settings: GeneratorSettings = GeneratorSettings(), progress: bool = True) -> Path:
+    """Write the built-in dataset to `root` as `HS/s{N}/micro/{class}/s{N}_{ab}_{NN}/image{6d}.bmp`,
+    frame numbers absolute as in SMIC-HS recordings."""
+    root = Path(root)
+    with staged_tree(root) as staging:
+        for clip in rendered_clips(settings, range(settings.subjects), progress, "generating built-in clips",
+                                   absolute_first=True):
+            clip_id = f"s{clip.subject}_{SMIC_ABBREVIATIONS[clip.label]}_{clip.count:02d}"
+            _write_frames(staging / "HS" / f"s{clip.subject}" / "micro" / clip.label / clip_id,
+                          [f"image{clip.first + t:06d}.bmp" for t in range(len(clip.frames))], clip.frames)
+    return root
 
 
 def write_casme2(root: Path, settings: GeneratorSettings, faces: Sequence[int], progress: bool) -> None:

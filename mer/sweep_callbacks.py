@@ -14,12 +14,12 @@ from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 from omegaconf import DictConfig
 
 from mer.errors import MerError
+from mer.reporting.folds import pool_fold_runs
+from mer.reporting.tables import build_sweep_report
 from mer.selection import check_sweep_objective
+from mer.tracking.runs import PARENT_RUN_ENV
 from mer.tracking.store import ensure_logger_store
 
-# Jobs read the parent run id from here: it reaches in-process jobs and the worker
-# processes of other launchers, which inherit the environment.
-PARENT_RUN_ENV = "MER_PARENT_RUN_ID"
 
 
 def sweep_name(config: DictConfig) -> str:
@@ -65,9 +65,6 @@ class SweepParentRun(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.run_id is None:
             return
-        from mer.reporting.folds import pool_fold_runs
-        from mer.reporting.tables import build_sweep_report
-
         client = MlflowClient(config.logger.tracking_uri)
         try:
             if config.get("sweep"):

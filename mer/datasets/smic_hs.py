@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from mer.data.records import ClipRecord
+from mer.datasets.records import ClipRecord
 from mer.errors import MerError
 from mer.preprocess.frames import list_frames
 

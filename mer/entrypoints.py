@@ -1,15 +1,18 @@
-"""One clear line instead of a traceback for problems the user can fix."""
-
-from __future__ import annotations
+"""The Hydra entry points, importable so that an installed `mer` runs them from any folder
+(`mer-train`, `mer-evaluate`, `python -m mer.entrypoints`); the checkout's train.py and
+evaluate.py call them."""
 
 import logging
 import sys
 from contextlib import contextmanager
 
+import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue
 
+from mer.config import CONFIG_DIR
 from mer.errors import MerError
 
 log = logging.getLogger("mer")
@@ -32,3 +35,26 @@ def exit_on_user_error():
         if not in_sweep:
             print(message, file=sys.stderr)
             sys.exit(1)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+def train_main(cfg: DictConfig) -> float | None:
+    """Train, test and log one configuration; returns `optimized_metric` to a sweeper."""
+    from mer.selection import objective_value
+    from mer.training import train
+
+    with exit_on_user_error():
+        return objective_value(train(cfg, HydraConfig.get().overrides.task), cfg.optimized_metric)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="evaluate")
+def evaluate_main(cfg: DictConfig) -> None:
+    """Evaluate a checkpoint or an MLflow run's checkpoint on its held-out clips."""
+    from mer.evaluation import evaluate, format_metrics
+
+    with exit_on_user_error():
+        print(format_metrics(evaluate(cfg)))
+
+
+if __name__ == "__main__":
+    train_main()

@@ -14,10 +14,10 @@ import re
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from mer.data.annotated import AnnotatedLayout, Marks, SkipRow, frame_index, index_annotated
-from mer.data.annotations import cell_int, cell_text
-from mer.data.records import ClipRecord
-from mer.data.smic import SMIC_CLASSES
+from mer.datasets.workbook_index import AnnotatedLayout, Marks, SkipRow, frame_index, index_annotated
+from mer.datasets.workbook import cell_int, cell_text
+from mer.datasets.records import ClipRecord
+from mer.datasets.smic_hs import SMIC_CLASSES
 
 
 def _marks(row: Mapping[str, object], numbers: Sequence[int]) -> Marks:

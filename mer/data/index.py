@@ -8,14 +8,14 @@ from typing import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
-from mer.data.casme2 import index_casme2
-from mer.data.composite import index_composite
-from mer.data.generator import GeneratorSettings
-from mer.data.layouts import generate_layout
-from mer.data.records import ClipRecord
-from mer.data.samm import index_samm
-from mer.data.smic import index_smic_hs
-from mer.data.smic_e import index_smic_e
+from mer.datasets.casme2 import index_casme2
+from mer.datasets.composite import index_composite
+from mer.synthetic.generator import GeneratorSettings
+from mer.synthetic.layout_writers import generate_layout
+from mer.datasets.records import ClipRecord
+from mer.datasets.samm import index_samm
+from mer.datasets.smic_hs import index_smic_hs
+from mer.datasets.smic_e import index_smic_e
 from mer.errors import MerError
 
 INDEXERS = {

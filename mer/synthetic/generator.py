@@ -1,5 +1,5 @@
-"""The built-in dataset: real faces from pip packages, animated with class-specific
-micro-movements, written in the SMIC-HS on-disk layout.
+"""The built-in data's clips: real faces from pip packages, animated with class-specific
+micro-movements (`layout_writers` writes them in each dataset's on-disk layout).
 
 It exists so the framework runs and is tested without a licensed dataset. Each clip
 is one real face placed in a 640x480 frame and deformed by a smooth displacement
@@ -13,19 +13,20 @@ from __future__ import annotations
 
 import math
 import os
+from collections import Counter
 import shutil
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
-from mer.data.face_sources import FACE_SOURCES, FaceSource
+from mer.synthetic.real_faces import FACE_SOURCES, FaceSource
 from mer.errors import MerError
 from mer.preprocess.align import transform_points
 from mer.preprocess.faces import DlibFaces
@@ -186,22 +187,30 @@ def render_clip(portrait_: Portrait, label: str, n_frames: int, rng: np.random.G
     return frames
 
 
-def generate_smic_hs(root: Path, settings: GeneratorSettings = GeneratorSettings(), progress: bool = True) -> Path:
-    """Write the built-in dataset to `root` as `HS/s{N}/micro/{class}/s{N}_{ab}_{NN}/image{6d}.bmp`."""
-    root = Path(root)
-    with staged_tree(root) as staging:
-        portraits = {n + 1: source_portrait(n) for n in range(settings.subjects)}
-        rng = np.random.default_rng(settings.seed)
-        counters: dict[tuple[int, str], int] = {}
-        plan = clip_plan(settings)
-        for clip_number, (subject, label) in enumerate(tqdm(plan, desc="generating built-in clips", disable=not progress)):
-            counters[subject, label] = counters.get((subject, label), 0) + 1
-            clip_id = f"s{subject}_{SMIC_ABBREVIATIONS[label]}_{counters[subject, label]:02d}"
-            folder = staging / "HS" / f"s{subject}" / "micro" / label / clip_id
-            folder.mkdir(parents=True)
-            n_frames = int(rng.integers(settings.min_frames, settings.max_frames + 1))
-            # Absolute frame numbers, as in SMIC-HS recordings.
-            first = 100_000 + 1_000 * clip_number + int(rng.integers(0, 500))
-            for t, frame in enumerate(render_clip(portraits[subject], label, n_frames, rng, settings)):
-                cv2.imwrite(str(folder / f"image{first + t:06d}.bmp"), frame)
-    return root
+@dataclass(frozen=True)
+class RenderedClip:
+    number: int  # 0-based, over the dataset
+    subject: int  # 1-based
+    label: str  # the class of the rendered motion
+    count: int  # 1-based, over this subject's clips of this class
+    in_subject: int  # 1-based, over this subject's clips
+    frames: list[np.ndarray]
+    first: int | None  # an absolute first frame number, where one was drawn
+
+
+def rendered_clips(settings: GeneratorSettings, faces: Sequence[int], progress: bool, desc: str,
+                   absolute_first: bool = False) -> Iterator[RenderedClip]:
+    """The clips of `clip_plan(settings)`, subject n played by `FACE_SOURCES[faces[n - 1]]`.
+    `absolute_first` draws each clip an absolute first frame number (SMIC-HS's) from the
+    same stream, between its length and its motion, so the SMIC-HS data stays as it was."""
+    portraits = {n + 1: source_portrait(face) for n, face in enumerate(faces)}
+    rng = np.random.default_rng(settings.seed)
+    per_label: Counter = Counter()
+    per_subject: Counter = Counter()
+    for number, (subject, label) in enumerate(tqdm(clip_plan(settings), desc=desc, disable=not progress)):
+        per_label[subject, label] += 1
+        per_subject[subject] += 1
+        n_frames = int(rng.integers(settings.min_frames, settings.max_frames + 1))
+        first = 100_000 + 1_000 * number + int(rng.integers(0, 500)) if absolute_first else None
+        frames = render_clip(portraits[subject], label, n_frames, rng, settings)
+        yield RenderedClip(number, subject, label, per_label[subject, label], per_subject[subject], frames, first)

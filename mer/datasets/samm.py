@@ -13,8 +13,8 @@ import re
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from mer.data.annotated import AnnotatedLayout, index_annotated, onset_apex_marks
-from mer.data.records import ClipRecord
+from mer.datasets.workbook_index import AnnotatedLayout, index_annotated, onset_apex_marks
+from mer.datasets.records import ClipRecord
 
 SAMM_CLASSES = ("anger", "contempt", "happiness", "surprise", "other")
 

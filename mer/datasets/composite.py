@@ -11,10 +11,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from mer.data.casme2 import index_casme2
-from mer.data.records import ClipRecord
-from mer.data.samm import index_samm
-from mer.data.smic import index_smic_hs
+from mer.datasets.casme2 import index_casme2
+from mer.datasets.records import ClipRecord
+from mer.datasets.samm import index_samm
+from mer.datasets.smic_hs import index_smic_hs
 from mer.errors import MerError
 
 MEGC_CLASSES = ("negative", "positive", "surprise")

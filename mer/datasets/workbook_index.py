@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from mer.data.annotations import cell_int, cell_number_in, cell_text, read_table
-from mer.data.records import ClipRecord
+from mer.datasets.workbook import cell_int, cell_number_in, cell_text, read_table
+from mer.datasets.records import ClipRecord
 from mer.errors import MerError
 from mer.preprocess.frames import frame_number, list_frames
 
