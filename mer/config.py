@@ -36,11 +36,23 @@ def register_resolvers() -> None:
     # the inner validation split, or none (the last epoch is reported).
     OmegaConf.register_new_resolver("selection_monitor", lambda selection: "val/acc" if selection == "val" else None,
                                     replace=True)
+    # `${fold_dir:${protocol.fold}}`: each fold of a multi-fold run checkpoints into its own folder.
+    OmegaConf.register_new_resolver("fold_dir", lambda fold: "" if fold is None else f"/fold{int(fold):03d}",
+                                    replace=True)
     # `${adam_eps:${model.init}}`: Adam's epsilon follows the framework the init copies.
     OmegaConf.register_new_resolver("adam_eps", adam_eps, replace=True)
 
 
 register_resolvers()
+
+
+def instantiate_with(node, **runtime):
+    """`node` built from its `_target_`, plus objects only known at run time, passed as they
+    are: given to `instantiate` directly, Hydra would turn dataclasses and dicts into configs
+    and build any `_target_` inside them."""
+    from hydra.utils import instantiate
+
+    return instantiate(node, _partial_=True)(**runtime)
 
 
 def compose_train(overrides):

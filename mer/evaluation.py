@@ -13,7 +13,7 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
-from mer import config  # noqa: F401  (registers resolvers)
+from mer.config import CONFIG_DIR
 from mer.errors import MerError
 from mer.data.prepare import prepare_data
 from mer.models.module import MicroExpressionModule
@@ -55,8 +55,10 @@ def rebase(path: str, old_base: str, new_base: str) -> str:
         return path
 
 
-# Keys a checkpoint written before they existed lacks, with the value such runs had.
-KEYS_ADDED = {"data.input_scaling": "unit", "protocol.monitor_heldout": True}
+# Keys a checkpoint written before they existed lacks, with the value such runs had; the
+# datamodule section's interpolations resolve against the checkpoint's own config.
+KEYS_ADDED = {"data.input_scaling": "unit", "protocol.monitor_heldout": True,
+              "datamodule": OmegaConf.load(CONFIG_DIR / "datamodule" / "default.yaml")}
 
 
 def localise(run_cfg: DictConfig, cfg: DictConfig) -> DictConfig:

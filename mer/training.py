@@ -17,10 +17,8 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint
 
-from mer import config  # noqa: F401  (registers resolvers)
-from mer.data.augment import build_augmenter
+from mer.config import instantiate_with
 from mer.data.datamodule import ClipDataModule
 from mer.data.prepare import PreparedData, prepare_data
 from mer.models import cpu_kernels
@@ -28,29 +26,20 @@ from mer.models.module import MicroExpressionModule
 from mer.reporting.folds import log_fold_report
 from mer.reporting.run_report import log_data_report, log_test_report, prediction_rows
 from mer.selection import check_monitors
-from mer.tracking.lightning_logger import RunOwnedMLFlowLogger
 from mer.tracking.runs import PARENT_RUN_ENV, TrackedRun, config_hash, finished_run, tracked_run
 
 log = logging.getLogger(__name__)
 
 
 def build_module(cfg: DictConfig, val_stages: Sequence[str]) -> MicroExpressionModule:
-    """`val_stages`: what the datamodule's validation loaders hold, in order (its `val_stages`)."""
-    scheduler = cfg.get("scheduler")
-    return MicroExpressionModule(
-        instantiate(cfg.model),
-        optimizer=instantiate(cfg.optim),
-        scheduler=instantiate(scheduler) if scheduler else None,
-        class_names=list(cfg.data.classes),
-        run_config=OmegaConf.to_container(cfg, resolve=True),
-        val_stages=val_stages,
-    )
+    """`cfg.module`, given the run's resolved config (it travels inside every checkpoint) and
+    what the datamodule's validation loaders hold, in order (its `val_stages`)."""
+    return instantiate_with(cfg.module, run_config=OmegaConf.to_container(cfg, resolve=True), val_stages=list(val_stages))
 
 
 def build_datamodule(cfg: DictConfig, data: PreparedData, fold: dict) -> ClipDataModule:
-    return ClipDataModule(data.cache, data.records, cfg.data.classes, fold, batch_size=cfg.data.batch_size,
-                          num_workers=cfg.data.num_workers, augment=build_augmenter(cfg.get("augment"), cfg.seed),
-                          monitor_heldout=cfg.protocol.monitor_heldout, scaling=cfg.data.input_scaling)
+    """`cfg.datamodule` serving `fold` of the prepared clips."""
+    return instantiate_with(cfg.datamodule, cache=data.cache, records=data.records, fold=fold)
 
 
 def ran_tags(trainer: pl.Trainer, net: torch.nn.Module) -> dict[str, str]:
@@ -82,23 +71,18 @@ class FoldResult:
     selection: str  # which weights were reported: "last_epoch" or "best <monitored metric>"
 
 
-def fit_fold(cfg: DictConfig, data: PreparedData, fold: dict, run: TrackedRun, checkpoint_dir: Path | None = None
-             ) -> FoldResult:
+def fit_fold(cfg: DictConfig, data: PreparedData, fold: dict, run: TrackedRun) -> FoldResult:
     """Train and test one fold in `run`."""
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg, data, fold)
     run.log_params({"fold.name": fold["name"], "fold.n_train": len(fold["train"]), "fold.n_val": len(fold["val"]),
                     "fold.n_test": len(fold["test"])})
     module = build_module(cfg, datamodule.val_stages)
-    logger = RunOwnedMLFlowLogger(experiment_name=cfg.logger.experiment_name, tracking_uri=cfg.logger.tracking_uri,
-                                  run_id=run.run_id)
-    # Used as configured (check_monitors has refused any that watch held-out clips).
-    callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values()]
-    if checkpoint_dir is not None:
-        for callback in callbacks:
-            if isinstance(callback, ModelCheckpoint):
-                callback.dirpath = str(checkpoint_dir)
-    trainer: pl.Trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
+    # Loggers and callbacks as configured (check_monitors has refused any callback that
+    # watches held-out clips); a logger that writes into the run gets the run.
+    loggers = [instantiate_with(c, **({"run": run} if "run" in c else {})) for c in (cfg.get("metric_loggers") or {}).values()]
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     trainer.fit(module, datamodule=datamodule)
     checkpoint = trainer.checkpoint_callback
     monitor = checkpoint.monitor if checkpoint is not None else None
@@ -116,9 +100,10 @@ def fit_fold(cfg: DictConfig, data: PreparedData, fold: dict, run: TrackedRun, c
     predictions: list[dict] = []
     if cfg.get("test"):
         results = trainer.test(module, datamodule=datamodule, ckpt_path="best" if best and monitor else None, verbose=False)
-        metrics.update({k: float(v) for k, v in results[0].items()})
-        if trainer.fast_dev_run:  # Lightning swaps the run's logger out: the figures still belong in the run
-            run.log_metrics({k: float(v) for k, v in results[0].items()}, step=trainer.global_step)
+        test_figures = {k: float(v) for k, v in results[0].items()}
+        # Written by the run itself, whichever loggers are configured (fast_dev_run swaps them out).
+        run.log_metrics(test_figures, step=trainer.global_step)
+        metrics.update(test_figures)
         predictions = prediction_rows(fold["name"], datamodule.records("test"), module.class_names,
                                       torch.cat(module.test_probabilities).numpy())
         log_test_report(run, predictions, module.class_names, module.epoch_confusion["test"].numpy(),
@@ -157,8 +142,7 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
             fold_cfg = cfg.copy()
             fold_cfg.protocol.fold = fold["index"]  # so each checkpoint rebuilds its own fold
             with tracked_run(fold_cfg, overrides, hydra_tags(), parent=run, name_suffix=fold["name"]) as child:
-                results.append(fit_fold(fold_cfg, data, fold, child,
-                                        Path(cfg.trainer.default_root_dir) / "checkpoints" / f"fold{fold['index']:03d}"))
+                results.append(fit_fold(fold_cfg, data, fold, child))
         predictions = [row for result in results for row in result.predictions]
         figures = log_fold_report(run, predictions, list(cfg.data.classes), data.protocol.name, results[0].selection,
                                   [result.metrics for result in results])

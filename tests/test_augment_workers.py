@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from hydra.utils import instantiate
 
 from mer.config import compose_train
-from mer.data.augment import build_augmenter
 from mer.data.datamodule import ClipDataModule, ClipDataset
 
 
@@ -15,7 +15,7 @@ def served_batches(seed: int) -> list[torch.Tensor]:
     """The training loader's batches, in order, for 8 identical clips and 2 workers: with
     batch 2 and no shuffling, batches 0 and 2 come from worker 0, 1 and 3 from worker 1."""
     pl.seed_everything(seed, workers=True)
-    augmenter = build_augmenter(compose_train(["augment=light"]).augment, seed)
+    augmenter = instantiate(compose_train(["augment=light", f"seed={seed}"]).datamodule.augment)
     clip = np.random.default_rng(0).integers(0, 256, size=(10, 32, 32), dtype=np.uint8)
     module = ClipDataModule(None, [], ["a"], {"train": [], "val": [], "test": []}, batch_size=2, num_workers=2,
                             augment=augmenter)

@@ -1,6 +1,7 @@
 """Training through the real configs: every combination, tracking, failures."""
 
 import itertools
+from pathlib import Path
 
 import pytest
 import torch
@@ -151,3 +152,23 @@ def test_selection_never_looks_at_test_labels(make_cfg):
             metrics = fit_fold(cfg, dataclasses.replace(data, records=records), fold, run).metrics
         selected.append((metrics["selected_epoch"], metrics["val/acc_best"]))
     assert selected[0] == selected[1]
+
+
+def test_another_metric_logger_by_config_alone(make_cfg, tmp_path):
+    cfg = make_cfg("metric_loggers=csv", "trainer.max_epochs=1", "+trainer.limit_train_batches=1",
+                   "+trainer.limit_val_batches=1", "logger.run_name=csv-logger")
+    metrics = train(cfg, [])
+    (csv_file,) = (tmp_path / "out" / "metrics").glob("version_*/metrics.csv")
+    header = csv_file.read_text().splitlines()[0].split(",")
+    assert {"train/loss", "heldout/acc", "test/acc"} <= set(header)
+    (run,) = runs(cfg, "attributes.run_name = 'csv-logger'")
+    # The MLflow run keeps its record and final figures; the per-epoch curves went to the CSV.
+    assert run.info.status == "FINISHED" and run.data.metrics["test/acc"] == pytest.approx(metrics["test/acc"])
+    assert "train/loss" not in run.data.metrics
+
+
+def test_each_fold_checkpoints_into_its_own_folder(make_cfg):
+    cfg = make_cfg("protocol=kfold", "protocol.k=2", "trainer.max_epochs=1", "callbacks.model_checkpoint.save_last=true")
+    assert cfg.callbacks.model_checkpoint.dirpath.endswith("/out/checkpoints")
+    train(cfg, [])
+    assert sorted(p.name for p in Path(cfg.paths.output_dir, "checkpoints").iterdir()) == ["fold000", "fold001"]

@@ -8,7 +8,6 @@ from typing import Sequence
 import albumentations as A
 import numpy as np
 import torch
-from hydra.utils import instantiate
 from lightning_fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import get_worker_info
 
@@ -19,6 +18,10 @@ class ClipAugmenter:
 
     def __init__(self, transforms: Sequence, seed: int):
         self.compose = A.Compose(list(transforms), seed=seed)
+
+    def __len__(self) -> int:
+        # An augmenter with no transforms (augment=none) is falsy: the clips are served as cached.
+        return len(self.compose.transforms)
 
     def __call__(self, clip: np.ndarray) -> np.ndarray:
         return np.asarray(self.compose(images=clip)["images"])
@@ -40,7 +43,3 @@ def seed_worker(worker_id: int) -> None:
     if dataset.augment is not None:
         dataset.augment.reseed(torch.initial_seed())
 
-
-def build_augmenter(augment_cfg, seed: int) -> ClipAugmenter | None:
-    transforms = [instantiate(t) for t in (augment_cfg or {}).get("transforms", [])]
-    return ClipAugmenter(transforms, seed) if transforms else None

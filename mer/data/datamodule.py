@@ -50,7 +50,7 @@ class ClipDataModule(pl.LightningDataModule):
         self.fold = fold
         self.batch_size = batch_size
         self.num_workers = num_workers
-        self.augment = augment
+        self.augment = augment or None
         self.val_stages = (["val"] if fold["val"] else []) + (["heldout"] if monitor_heldout else [])
         self.datasets: dict[str, ClipDataset] = {}
         self.scaling = scaling_mode(scaling)

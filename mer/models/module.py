@@ -109,6 +109,6 @@ class MicroExpressionModule(pl.LightningModule):
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(params=self.parameters())
-        if self.scheduler_factory is None:
+        if not self.scheduler_factory:  # scheduler=none composes to an empty node
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=optimizer), "interval": "epoch"}}

@@ -1,15 +1,40 @@
-"""Lightning's MLflow logger, writing into a run whose lifecycle `tracked_run` owns."""
+"""Lightning's per-epoch metrics written into a run through `TrackedRun`, the one MLflow
+writer of a run (params, tags, final figures and artifacts go through it too)."""
 
 from __future__ import annotations
 
-from pytorch_lightning.loggers import MLFlowLogger
+from typing import Any, Mapping
+
+from pytorch_lightning.loggers import Logger
+from pytorch_lightning.utilities import rank_zero_only
+
+from mer.tracking.runs import TrackedRun
 
 
-class RunOwnedMLFlowLogger(MLFlowLogger):
-    """Lightning finalizes its loggers when `fit` returns and MLFlowLogger then marks the run
-    FINISHED, before the test, the predictions and the artifacts are logged: a process
-    killed in between would leave a FINISHED run with no results. Here the run's owner
-    sets the status, once everything is in."""
+class TrackedRunLogger(Logger):
+    """A Lightning logger for `conf/metric_loggers/`. The run, not Lightning, owns the
+    status (Lightning's own MLflow logger ends its run when `fit` returns, before the test
+    and artifacts) and writes the final `test/*` figures itself, once, whichever loggers
+    are configured; hyperparameters are the run's resolved config, logged by the run."""
 
-    def finalize(self, status: str = "success") -> None:
+    def __init__(self, run: TrackedRun | None = None):
+        super().__init__()
+        self.run = run
+
+    @property
+    def name(self) -> str:
+        return "mlflow"
+
+    @property
+    def version(self) -> str:
+        return self.run.run_id if self.run else ""
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        epoch_figures = {k: v for k, v in metrics.items() if not k.startswith("test/")}
+        if epoch_figures:
+            self.run.log_metrics(epoch_figures, step or 0)
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
         pass

@@ -69,7 +69,7 @@ def config_hash(cfg: DictConfig) -> str:
     """Identifies what a run computes: the resolved config less where it reads and
     writes, how it displays, how many workers it uses, and what a sweeper reads from it."""
     config = OmegaConf.to_container(cfg, resolve=True)
-    for key in ("paths", "logger", "sweep", "hydra", "optimized_metric", "allow_heldout_objective"):
+    for key in ("paths", "logger", "metric_loggers", "sweep", "hydra", "optimized_metric", "allow_heldout_objective"):
         config.pop(key, None)
     for key in ("default_root_dir", "enable_progress_bar", "enable_model_summary"):
         config.get("trainer", {}).pop(key, None)
@@ -178,7 +178,9 @@ def tracked_run(cfg: DictConfig, overrides: Sequence[str], extra_tags: dict[str,
     run = client.create_run(experiment_id, run_name=name, tags=tags)
     handle = TrackedRun(client, run.info.run_id, logger.tracking_uri)
     try:
-        handle.log_params(flatten(OmegaConf.to_container(cfg, resolve=True)))
+        # `module` and `datamodule` are built from keys logged here already (the whole config is an artifact).
+        handle.log_params(flatten({k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items()
+                                   if k not in ("module", "datamodule")}))
         yield handle
     except KeyboardInterrupt:
         client.set_terminated(handle.run_id, "KILLED")
