@@ -102,6 +102,40 @@ def test_loso_and_kfold_folds_cover_every_clip_once(tiny_tree):
         ProtocolSettings(selection="val")
 
 
+def test_loso_folds_come_in_natural_subject_order(tiny_tree):
+    import dataclasses
+
+    records, _ = index_smic_hs(tiny_tree)
+    renamed = [dataclasses.replace(r, subject={"s1": "s1", "s2": "s2", "s3": "s11"}.get(r.subject, r.subject))
+               for r in records]
+    names = [f["name"] for f in make_folds(renamed, ProtocolSettings(name="loso"))]
+    assert names == ["subject=s1", "subject=s2", "subject=s4", "subject=s5", "subject=s6", "subject=s11"]
+
+
+def test_kfold_honours_stratify(tiny_tree):
+    from collections import Counter
+
+    records, _ = index_smic_hs(tiny_tree)
+    label = {r.clip_id: r.label for r in records}
+    total = Counter(label.values())
+    stratified = make_folds(records, ProtocolSettings(name="kfold", k=3))
+    for fold in stratified:  # every class split evenly over the three parts
+        counts = Counter(label[c] for c in fold["test"])
+        assert all(abs(counts[c] - total[c] / 3) < 1 for c in total), counts
+    plain = make_folds(records, ProtocolSettings(name="kfold", k=3, stratify=False))
+    assert [len(f["test"]) for f in plain] == [6, 6, 6] and plain != stratified
+    with pytest.raises(MerError, match="protocol.k=7 exceeds the clips of the smallest class"):
+        make_folds(records, ProtocolSettings(name="kfold", k=7))
+
+
+def test_the_paper_split_is_the_one_earlier_versions_saved(tiny_tree, tmp_path):
+    # Only k-fold and LOSO moved to scikit-learn; the holdout split's clips are as before
+    # (its file name carries the split scheme, so nothing older is picked up by mistake).
+    records, _ = index_smic_hs(tiny_tree)
+    (fold,) = load_or_make_folds(tmp_path, records, ProtocolSettings())[0]["folds"]
+    assert fold["test"] == ["s1_sur_01", "s4_ne_01", "s5_ne_01", "s6_po_01"]  # what earlier versions saved for these clips
+
+
 def test_cache_reuses_clips_and_separates_configs(tiny_tree, tmp_path):
     records = index_smic_hs(tiny_tree)[0][:3]
     cache = ClipCache(tmp_path, PreprocessSettings(), tiny_tree)

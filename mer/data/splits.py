@@ -8,16 +8,21 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from sklearn.model_selection import KFold, LeaveOneGroupOut, StratifiedKFold
 
-from mer.datasets.records import ClipRecord
+from mer.datasets.records import ClipRecord, natural_key
 from mer.errors import MerError
 
 PROTOCOLS = ("holdout", "loso", "kfold")
+# Bumped when the same settings would make other folds, so a split saved by older code is
+# never reused for them. 2: k-fold and LOSO through scikit-learn, LOSO in natural subject order.
+SPLIT_SCHEME = 2
 SELECTIONS = ("last", "val")
 
 
@@ -51,6 +56,7 @@ class ProtocolSettings:
 
     def file_tag(self) -> str:
         fields = {k: v for k, v in asdict(self).items() if k not in ("fold", "selection", "monitor_heldout")}
+        fields["scheme"] = SPLIT_SCHEME
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]
 
 
@@ -87,19 +93,30 @@ def holdout_split(records: Sequence[ClipRecord], fraction: float, seed: int, str
     return [i for i in ids if i not in held_set], sorted(held_set)
 
 
-def kfold_parts(records: Sequence[ClipRecord], k: int, seed: int) -> list[list[str]]:
-    """k disjoint test parts, each class dealt round-robin after a seeded shuffle."""
+def kfold_parts(records: Sequence[ClipRecord], k: int, seed: int, stratify: bool = True) -> list[list[str]]:
+    """k disjoint test parts after a seeded shuffle, each class spread evenly over them when
+    stratified (scikit-learn's StratifiedKFold, else KFold)."""
     if k > len(records):
         raise MerError(f"protocol.k={k} exceeds the {len(records)} clips")
-    rng = np.random.default_rng(seed)
-    parts: list[list[str]] = [[] for _ in range(k)]
-    offset = 0
-    for label in sorted({r.label for r in records}):
-        members = sorted(r.clip_id for r in records if r.label == label)
-        for j, i in enumerate(rng.permutation(len(members))):
-            parts[(offset + j) % k].append(members[i])
-        offset += len(members)
-    return [sorted(p) for p in parts]
+    ordered = sorted(records, key=lambda r: r.clip_id)
+    labels = [r.label for r in ordered]
+    if stratify and min(Counter(labels).values()) < k:
+        raise MerError(f"protocol.k={k} exceeds the clips of the smallest class ({min(Counter(labels).values())}): "
+                       "lower protocol.k or set protocol.stratify=false")
+    splitter = (StratifiedKFold if stratify else KFold)(n_splits=k, shuffle=True, random_state=seed)
+    return [sorted(ordered[i].clip_id for i in test) for _, test in splitter.split(ordered, labels)]
+
+
+def subject_parts(records: Sequence[ClipRecord]) -> list[tuple[str, list[str]]]:
+    """(subject, its clip ids) per fold of scikit-learn's LeaveOneGroupOut, subjects in
+    natural order (s2 before s11), as the data summary lists them."""
+    subjects = sorted({r.subject for r in records}, key=natural_key)
+    if len(subjects) < 2:
+        raise MerError("protocol=loso needs at least two subjects")
+    ordered = sorted(records, key=lambda r: r.clip_id)
+    groups = [subjects.index(r.subject) for r in ordered]
+    return [(subjects[groups[test[0]]], sorted(ordered[i].clip_id for i in test))
+            for _, test in LeaveOneGroupOut().split(ordered, groups=groups)]
 
 
 def make_folds(records: Sequence[ClipRecord], p: ProtocolSettings) -> list[dict]:
@@ -108,12 +125,9 @@ def make_folds(records: Sequence[ClipRecord], p: ProtocolSettings) -> list[dict]
         _, test = holdout_split(records, p.holdout_fraction, p.split_seed, p.stratify, p.subject_disjoint)
         tests = [("holdout", test)]
     elif p.name == "loso":
-        subjects = sorted({r.subject for r in records})
-        if len(subjects) < 2:
-            raise MerError("protocol=loso needs at least two subjects")
-        tests = [(f"subject={s}", sorted(r.clip_id for r in records if r.subject == s)) for s in subjects]
+        tests = [(f"subject={s}", part) for s, part in subject_parts(records)]
     else:
-        tests = [(f"fold={i}", part) for i, part in enumerate(kfold_parts(records, p.k, p.split_seed))]
+        tests = [(f"fold={i}", part) for i, part in enumerate(kfold_parts(records, p.k, p.split_seed, p.stratify))]
     by_id = {r.clip_id: r for r in records}
     folds = []
     for index, (name, test) in enumerate(tests):

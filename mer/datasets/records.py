@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,3 +22,8 @@ class ClipRecord:
 
     def open(self) -> FrameSource:
         return FrameSource(self.path, self.frames)
+
+
+def natural_key(text: str) -> tuple:
+    """Sorts s2 before s11, as people number subjects."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text))

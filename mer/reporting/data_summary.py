@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Sequence
 
-from mer.datasets.records import ClipRecord
+from mer.datasets.records import ClipRecord, natural_key
 
 
 def class_counts(records: Sequence[ClipRecord], classes: Sequence[str]) -> dict[str, int]:
@@ -15,7 +15,7 @@ def class_counts(records: Sequence[ClipRecord], classes: Sequence[str]) -> dict[
 
 def summary_markdown(records: Sequence[ClipRecord], classes: Sequence[str], skipped: Sequence[tuple[str, str]] = (),
                      title: str = "") -> str:
-    subjects = sorted({r.subject for r in records}, key=lambda s: (len(s), s))
+    subjects = sorted({r.subject for r in records}, key=natural_key)
     per_subject = Counter((r.subject, r.label) for r in records)
     lines = [f"### {title}" if title else "", f"{len(records)} clips, {len(subjects)} subjects, {len(classes)} classes.", "",
              "| subject | " + " | ".join(classes) + " | total |", "|---|" + "---|" * (len(classes) + 1)]
