@@ -12,11 +12,13 @@ import numpy as np  # noqa: E402
 
 from mer.errors import MerError  # noqa: E402
 from mer.preprocess.align import alignment_matrix, transform_points  # noqa: E402
-from mer.preprocess.faces import LEFT_EYE, RIGHT_EYE, largest_face  # noqa: E402
+from mer.preprocess.faces import largest_face  # noqa: E402
 from mer.preprocess.frames import FrameSource  # noqa: E402
 from mer.preprocess.pipeline import PreprocessSettings, face_backend, preprocess_clip, reference_index  # noqa: E402
-from mer.preprocess.regions import blank_eye, source_box  # noqa: E402
+from mer.preprocess.regions import clip_geometry  # noqa: E402
 from mer.preprocess.temporal import window_indices  # noqa: E402
+
+PREVIEW_SIDE = 256  # pixels of the face-crop panels
 
 
 def stage_images(source: FrameSource, settings: PreprocessSettings, apex: int | None = None,
@@ -36,12 +38,9 @@ def stage_images(source: FrameSource, settings: PreprocessSettings, apex: int | 
     for x, y in points:
         cv2.circle(marked, (int(round(x)), int(round(y))), 2, (255, 60, 0), -1)
     cv2.line(marked, tuple(np.round(points[36]).astype(int)), tuple(np.round(points[45]).astype(int)), (0, 200, 255), 1)
-    x, y, w, h = (int(round(v)) for v in source_box(points, settings.margin, 1.0))
-    crop_matrix = np.array([[1.0, 0, -x], [0, 1.0, -y]])
-    face_crop = cv2.warpAffine(aligned, crop_matrix, (w, h), borderMode=cv2.BORDER_REPLICATE)
-    masked = face_crop.copy()
-    for eye in (RIGHT_EYE, LEFT_EYE):
-        blank_eye(masked, transform_points(crop_matrix, points[eye]), settings.mask_scale)
+    # The crop and the mask exactly as preprocessing makes them: the `face` layout's geometry.
+    face_crop, masked = (clip_geometry(face.landmarks, matrix, "face", PREVIEW_SIDE, settings.margin, mask,
+                                       settings.mask_scale).apply(frame) for mask in (False, True))
     clip = preprocess_clip(source, settings, apex, onset)
     stages = {
         "1 frame": frame,
