@@ -87,3 +87,11 @@ def test_the_readme_layout_lists_every_module():
             listed.add(folder + entry)
     actual = {str(p.relative_to(PROJECT_ROOT)) for p in PACKAGE_DIR.rglob("*.py") if p.name != "__init__.py"}
     assert listed == actual, f"missing from the README: {sorted(actual - listed)}; gone: {sorted(listed - actual)}"
+
+
+def test_the_wheel_lists_every_subpackage():
+    import tomllib
+
+    listed = set(tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    packages = {module_name(p.parent) for p in PACKAGE_DIR.rglob("__init__.py")}
+    assert listed == packages | {"mer.conf", "mer.sweeps"}, "pyproject.toml's [tool.setuptools] packages"
