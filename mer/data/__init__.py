@@ -1,1 +1,1 @@
-"""Datasets: clip records, layout indexers, the built-in generator, splits, cache, DataModule."""
+"""A run's data: dataset config to clip records, the clip cache, protocol folds, input scaling, augmentation and the DataModule."""

@@ -28,8 +28,8 @@ constexpr int P = 3;       // pool window and stride
 constexpr int PATCH = K + P - 1;  // input extent feeding one pooled value
 // One register block: a vector register's worth of channels, as a GCC/Clang vector so the
 // compiler emits SIMD arithmetic whatever the target. 512-bit where the target has them:
-// on AVX-512 that halves the instructions per multiply-add (float forward at batch 20:
-// 25 -> 20 ms); a 512-bit vector on a 256-bit target would be two registers and spill.
+// on AVX-512 that halves the instructions per multiply-add; a 512-bit vector on a
+// 256-bit target would be two registers and spill.
 #ifdef __AVX512F__
 constexpr int REGISTER_BYTES = 64;
 #else
@@ -267,8 +267,7 @@ std::vector<torch::Tensor> dropout(torch::Tensor x, double p, int64_t seed) {
     scalar_t* m = mask.data_ptr<scalar_t>();
     // One 64-bit draw decides two elements: whole pairs in a branch-free loop, then an odd
     // last element. Each thread works from its own copies of the pointers and constants:
-    // read through the closure, they made two threads 6x slower than one (0.7 -> 4.2 ms
-    // for 2.26M elements), where local copies make them faster (0.57 ms).
+    // read through the shared closure, the threads contend on them and two run slower than one.
     const int64_t pairs = numel / 2;
     const auto draw_pairs = [=](int64_t begin, int64_t end) {
       const scalar_t* __restrict in = src;
