@@ -14,8 +14,6 @@ from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 from omegaconf import DictConfig
 
 from mer.errors import MerError
-from mer.reporting.folds import pool_fold_runs
-from mer.reporting.tables import build_sweep_report
 from mer.selection import check_sweep_objective
 from mer.tracking.runs import PARENT_RUN_ENV
 from mer.tracking.store import ensure_logger_store
@@ -65,6 +63,11 @@ class SweepParentRun(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.run_id is None:
             return
+        # Loaded at the sweep's end, the only time they are needed (they bring scikit-learn
+        # and matplotlib, seconds before the first job or a refusal otherwise).
+        from mer.reporting.folds import pool_fold_runs
+        from mer.reporting.tables import build_sweep_report
+
         client = MlflowClient(config.logger.tracking_uri)
         try:
             if config.get("sweep"):

@@ -13,7 +13,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Iterator, Sequence
 
-import torch
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
@@ -126,6 +125,10 @@ def cpu_model() -> str:
 def environment_tags() -> dict[str, str]:
     """The machine a run computed on; the device and the model path that ran are tagged
     after training, from what Lightning and the network actually used."""
+    # Imported here: a sweep's launching process loads this module (a few seconds sooner
+    # to its first job, or to refusing a bad sweep) and never needs torch.
+    import torch
+
     return {"mer.cpu": cpu_model(), "versions.cuda": torch.version.cuda or "none"}
 
 
