@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from torch import nn
 
-INITS = ("keras", "torch")
+from mer.config import ADAM_EPS
+
+# The frameworks whose defaults a network can start from: the ones conf/optim/adam.yaml
+# knows an epsilon for, so the two lists cannot drift apart.
+INITS = tuple(ADAM_EPS)
 
 
 def initialise(net: nn.Module, init: str) -> None:
