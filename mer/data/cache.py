@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from mer.datasets.records import ClipRecord
 from mer.errors import MerError
+from mer.files import atomic_write, atomic_write_text
 from mer.preprocess.pipeline import PreprocessSettings, preprocess_clip
 
 FORMAT_VERSION = 1
@@ -42,16 +43,6 @@ def cache_key(settings: PreprocessSettings, data_root: Path) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _atomic_write_bytes(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 @dataclass
 class CacheReport:
     ok: list[ClipRecord] = field(default_factory=list)
@@ -66,7 +57,7 @@ def _process(job: tuple[ClipRecord, PreprocessSettings, Path]) -> tuple[ClipReco
         return record, str(error)
     except Exception as error:  # one bad clip must not end a 164-clip run
         return record, f"{type(error).__name__}: {error}"
-    _atomic_write_bytes(path, lambda handle: np.savez_compressed(handle, clip=clip))
+    atomic_write(path, lambda handle: np.savez_compressed(handle, clip=clip))
     return record, None
 
 
@@ -132,13 +123,13 @@ class ClipCache:
             "clips": {r.clip_id: {"subject": r.subject, "label": r.label, "path": str(r.path)} for r in report.ok},
             "failed": {r.clip_id: {"path": str(r.path), "reason": why} for r, why in report.failed},
         }
-        _atomic_write_bytes(self.manifest_path, lambda h: h.write(json.dumps(manifest, indent=1).encode()))
+        atomic_write_text(self.manifest_path, json.dumps(manifest, indent=1))
 
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(["clip_id", "subject", "label", "path", "reason"])
         writer.writerows([r.clip_id, r.subject, r.label, str(r.path), why] for r, why in report.failed)
-        _atomic_write_bytes(self.failures_path, lambda h: h.write(buffer.getvalue().encode()))
+        atomic_write_text(self.failures_path, buffer.getvalue())
 
     def load(self, record: ClipRecord) -> np.ndarray:
         with np.load(self.path(record)) as data:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from sklearn.model_selection import KFold, LeaveOneGroupOut, StratifiedKFold
 
 from mer.datasets.records import ClipRecord, natural_key
 from mer.errors import MerError
+from mer.files import atomic_write_text
 
 PROTOCOLS = ("holdout", "loso", "kfold")
 # Bumped when the same settings would make other folds, so a split saved by older code is
@@ -150,7 +150,5 @@ def load_or_make_folds(folder: Path, records: Sequence[ClipRecord], p: ProtocolS
         return json.loads(path.read_text()), path
     document = {"protocol": asdict(p) | {"fold": None}, "data_fingerprint": fingerprint, "folds": make_folds(records, p)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(document, indent=1))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(document, indent=1), "free space there or set paths.split_dir")
     return document, path

@@ -1,0 +1,33 @@
+"""Files written whole or not at all: each is written under a temporary name in its own
+folder, flushed to disk, then renamed over the final name. A crash, a signal or a full
+disk leaves the old file or none, never a truncated one under the final name."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+from mer.errors import MerError
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], None], hint: str = "free space on that disk") -> None:
+    """`write(handle)` fills the file; an OSError (a full disk, a read-only folder) becomes
+    one line naming `path`, with `hint` saying what to do."""
+    path = Path(path)
+    # Same folder: a rename within one filesystem is atomic, a move across them is a copy.
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as error:
+        raise MerError(f"cannot write {path}: {error.strerror or error}; {hint}") from error
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: Path, text: str, hint: str = "free space on that disk") -> None:
+    atomic_write(path, lambda handle: handle.write(text.encode()), hint)
