@@ -3,7 +3,8 @@
 The folder name is a hash of everything that changes the arrays (preprocessing
 settings, data root, library versions, format), so a changed config makes a new cache
 instead of silently reusing a stale one. Every file is written to a temporary name
-and renamed, so an interrupted run leaves no half-written clip."""
+and renamed, so an interrupted run leaves no half-written clip; an entry damaged outside
+mer (a half-copied cache folder) is preprocessed again."""
 
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import multiprocessing
 import os
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -26,6 +30,11 @@ from mer.files import atomic_write, atomic_write_text
 from mer.preprocess.pipeline import PreprocessSettings, preprocess_clip
 
 FORMAT_VERSION = 1
+# The cache's disk is full or unwritable: every later clip would fail the same way, so
+# the build stops on it instead of recording each clip as failed.
+WRITE_HINT = "free space there or set paths.cache_dir to a folder on a disk with room"
+
+log = logging.getLogger(__name__)
 
 
 def library_versions() -> dict[str, str]:
@@ -57,7 +66,8 @@ def _process(job: tuple[ClipRecord, PreprocessSettings, Path]) -> tuple[ClipReco
         return record, str(error)
     except Exception as error:  # one bad clip must not end a 164-clip run
         return record, f"{type(error).__name__}: {error}"
-    atomic_write(path, lambda handle: np.savez_compressed(handle, clip=clip))
+    # Outside the try: a failed write is the cache disk's fault, not the clip's.
+    atomic_write(path, lambda handle: np.savez_compressed(handle, clip=clip), WRITE_HINT)
     return record, None
 
 
@@ -83,14 +93,21 @@ class ClipCache:
 
     def build(self, records: Sequence[ClipRecord], workers: int | None = None, progress: bool = True) -> CacheReport:
         """Preprocess every record not cached yet; report the ones that fail, with why."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise MerError(f"cannot create {self.dir}: {error.strerror or error}; {WRITE_HINT}") from error
         report = CacheReport()
         todo = []
         for record in records:
-            if self.path(record).is_file():
+            path = self.path(record)
+            # is_zipfile reads only the archive's end record, which a truncated copy lacks.
+            if path.is_file() and zipfile.is_zipfile(path):
                 report.ok.append(record)
-            else:
-                todo.append((record, self.settings, self.path(record)))
+                continue
+            if path.exists():
+                log.warning("%s is corrupt (a half-copied cache?); preprocessing its clip again", path)
+            todo.append((record, self.settings, path))
         workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
         bar = tqdm(total=len(todo), desc=f"preprocessing clips ({workers} workers)", disable=not progress or not todo, unit="clip")
         with bar:
@@ -123,14 +140,20 @@ class ClipCache:
             "clips": {r.clip_id: {"subject": r.subject, "label": r.label, "path": str(r.path)} for r in report.ok},
             "failed": {r.clip_id: {"path": str(r.path), "reason": why} for r, why in report.failed},
         }
-        atomic_write_text(self.manifest_path, json.dumps(manifest, indent=1))
+        atomic_write_text(self.manifest_path, json.dumps(manifest, indent=1), WRITE_HINT)
 
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(["clip_id", "subject", "label", "path", "reason"])
         writer.writerows([r.clip_id, r.subject, r.label, str(r.path), why] for r, why in report.failed)
-        atomic_write_text(self.failures_path, buffer.getvalue())
+        atomic_write_text(self.failures_path, buffer.getvalue(), WRITE_HINT)
 
     def load(self, record: ClipRecord) -> np.ndarray:
-        with np.load(self.path(record)) as data:
-            return data["clip"]
+        path = self.path(record)
+        try:
+            with np.load(path) as data:
+                return data["clip"]
+        except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, KeyError, OSError) as error:
+            # The type alone: numpy's own text for a damaged file suggests loading it unsafely.
+            raise MerError(f"cannot read the cache entry {path} ({type(error).__name__}); "
+                           "delete it and the next run preprocesses its clip again") from error

@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mer.datasets.casme2 import index_casme2
 from mer.datasets.composite import index_composite
-from mer.synthetic.generator import GeneratorSettings
+from mer.synthetic.generator import COMPLETE_MARKER, GeneratorSettings
 from mer.synthetic.layout_writers import generate_layout
 from mer.datasets.records import ClipRecord
 from mer.datasets.samm import index_samm
@@ -39,13 +39,19 @@ def indexer_options(indexer: Callable, data: DictConfig) -> dict:
 
 
 def index_dataset(data: DictConfig, progress: bool = True) -> tuple[list[ClipRecord], list[tuple[str, str]]]:
-    """Records and skipped folders for `data`; writes the built-in data first (in
-    `data.layout`) when the config asks for it and its folder is missing or empty."""
+    """Records, and (where, "skipped: ..." or "kept: ...") notes, for `data`; writes the built-in data first (in
+    `data.layout`) when the config asks for it and its folder is missing or empty.
+    A non-empty folder without the generator's completion marker is refused, never
+    deleted: it may be a cut-short tree or the user's own files."""
     if data.layout not in INDEXERS:
         raise MerError(f"data.layout={data.layout!r} is unknown; available: {sorted(INDEXERS)}")
     root = Path(data.root).expanduser()
     generator = data.get("generator")
-    if generator is not None and (not root.exists() or not any(root.iterdir())):
-        generate_layout(data.layout, root, GeneratorSettings(**generator), progress=progress)
+    if generator is not None:
+        if not root.exists() or not any(root.iterdir()):
+            generate_layout(data.layout, root, GeneratorSettings(**generator), progress=progress)
+        elif not (root / COMPLETE_MARKER).is_file():
+            raise MerError(f"{root} holds an incomplete built-in data tree (no {COMPLETE_MARKER}: a run cut short, "
+                           "or an older mer wrote it); delete it, or set data.root elsewhere, so it is written again")
     indexer = INDEXERS[data.layout]
     return indexer(root, tuple(data.classes), **indexer_options(indexer, data))

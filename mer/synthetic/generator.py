@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from mer.synthetic.real_faces import FACE_SOURCES, FaceSource
 from mer.errors import MerError
+from mer.files import atomic_write_text
 from mer.preprocess.align import transform_points
 from mer.preprocess.faces import DlibFaces
 
@@ -103,11 +104,17 @@ def source_portrait(index: int) -> Portrait:
     return portrait(FACE_SOURCES[index], DlibFaces(upsample=1))
 
 
+# Written last into every finished tree: a tree without it was cut short (or written by a
+# mer older than the marker), and is never taken for complete.
+COMPLETE_MARKER = ".mer-complete"
+WRITE_HINT = "free space on that disk and run again (nothing half-written is kept)"
+
+
 @contextmanager
 def staged_tree(root: Path) -> Iterator[Path]:
-    """A temporary sibling of `root` to write into, renamed to `root` when the block ends
-    without error, so an interrupted run never leaves a partial tree that a later run
-    would take for complete."""
+    """A temporary sibling of `root` to write into, renamed to `root` (holding
+    `COMPLETE_MARKER`) when the block ends without error, so an interrupted run never
+    leaves a partial tree that a later run would take for complete."""
     root = Path(root)
     if root.exists() and any(root.iterdir()):
         raise MerError(f"{root} is not empty; the generator writes only into a new or empty folder")
@@ -115,11 +122,14 @@ def staged_tree(root: Path) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.partial-", dir=root.parent))
     try:
         yield staging
+        atomic_write_text(staging / COMPLETE_MARKER, "written whole by mer's built-in generator\n", WRITE_HINT)
         if root.exists():
             root.rmdir()
         os.replace(staging, root)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(error, OSError):  # a workbook or folder on a full disk
+            raise MerError(f"cannot write the built-in data to {root}: {error.strerror or error}; {WRITE_HINT}") from error
         raise
 
 

@@ -22,7 +22,7 @@ from openpyxl import Workbook
 
 from mer.datasets.composite import DEFAULT_ROOTS
 from mer.synthetic.real_faces import FACE_SOURCES
-from mer.synthetic.generator import SMIC_ABBREVIATIONS, GeneratorSettings, rendered_clips, staged_tree
+from mer.synthetic.generator import SMIC_ABBREVIATIONS, WRITE_HINT, GeneratorSettings, rendered_clips, staged_tree
 from mer.errors import MerError
 
 CASME2_COLUMNS = ("Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Action Units", "Estimated Emotion")
@@ -71,7 +71,10 @@ def write_annotation(path: Path, columns: Sequence[str], rows: Sequence[Mapping[
 def _write_frames(folder: Path, names: Sequence[str], frames: Sequence[np.ndarray], grey: bool = False) -> None:
     folder.mkdir(parents=True)
     for name, frame in zip(names, frames):
-        cv2.imwrite(str(folder / name), cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if grey else frame)
+        path = folder / name
+        # OpenCV reports a failed write (a full disk) by returning False, not by raising.
+        if not cv2.imwrite(str(path), cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if grey else frame):
+            raise MerError(f"cannot write {path}; {WRITE_HINT}")
 
 
 def generate_smic_hs(root: Path, settings: GeneratorSettings = GeneratorSettings(), progress: bool = True) -> Path:
