@@ -26,24 +26,24 @@ def hs_folder(root: Path) -> Path:
 
 
 def index_smic_hs(root: Path, classes=SMIC_CLASSES) -> tuple[list[ClipRecord], list[tuple[str, str]]]:
-    """Clip records and (path, reason) for every clip folder that cannot be used."""
+    """Clip records and (path, "skipped: reason") for every folder that cannot be used."""
     hs = hs_folder(root)
     records, skipped = [], []
     for subject_dir in sorted((p for p in hs.iterdir() if _SUBJECT.match(p.name)), key=lambda p: int(p.name[1:])):
         subject = subject_dir.name.lower()
         micro = subject_dir / "micro"
         if not micro.is_dir():
-            skipped.append((str(subject_dir), "no micro/ folder"))
+            skipped.append((str(subject_dir), "skipped: no micro/ folder"))
             continue
         for label_dir in sorted(p for p in micro.iterdir() if p.is_dir()):
             label = label_dir.name.lower()
             if label not in classes:
-                skipped.append((str(label_dir), f"class {label!r} is not one of {list(classes)}"))
+                skipped.append((str(label_dir), f"skipped: class {label!r} is not one of {list(classes)}"))
                 continue
             for clip_dir in sorted(p for p in label_dir.iterdir() if p.is_dir()):
                 frames = list_frames(clip_dir)
                 if not frames:
-                    skipped.append((str(clip_dir), "no frame images"))
+                    skipped.append((str(clip_dir), "skipped: no frame images"))
                     continue
                 records.append(ClipRecord(clip_dir.name, subject, label, clip_dir, tuple(frames), source="smic_hs"))
     if not records:

@@ -75,10 +75,10 @@ def absolute_mark(row: Mapping[str, object], column: str, numbers: Sequence[int]
     raw = row[column]
     number = cell_int(raw)
     if number is None:
-        return None, [f"{column} is {cell_text(raw)!r}, not a frame number: kept without it"]
+        return None, [f"{column} is {cell_text(raw)!r}, not a frame number: left unset"]
     index = frame_index(numbers, number)
     if index is None:
-        return None, [f"{column} {number} is outside the clip's frames {numbers[0]}..{numbers[-1]}: kept without it"]
+        return None, [f"{column} {number} is outside the clip's frames {numbers[0]}..{numbers[-1]}: left unset"]
     if numbers[index] != number:
         return index, [f"{column} {number} has no frame file: the next frame, {numbers[index]}, is used"]
     return index, []
@@ -100,7 +100,7 @@ def frame_gaps(numbers: Sequence[int]) -> str | None:
         return None
     missing = sum(b - a - 1 for a, b in jumps)
     shown = ", ".join(f"{a}->{b}" for a, b in jumps[:3])
-    return f"frame numbers jump ({shown}{', ...' if len(jumps) > 3 else ''}; {missing} missing): kept as they are"
+    return f"frame numbers jump ({shown}{', ...' if len(jumps) > 3 else ''}; {missing} missing): used as they are"
 
 
 def normalise_label_map(label_map: Mapping[str, str] | None) -> dict[str, str]:
@@ -149,7 +149,8 @@ def locate(layout: AnnotatedLayout, root: Path, annotation: str | Path | None) -
 
 def index_annotated(layout: AnnotatedLayout, root: Path, classes: Sequence[str], annotation: str | Path | None = None,
                     label_map: Mapping[str, str] | None = None) -> tuple[list[ClipRecord], list[tuple[str, str]]]:
-    """Clip records, and (row or folder, reason) for every row skipped or clip kept with a workaround."""
+    """Clip records, and (row or folder, reason) for every row skipped or clip kept with a
+    workaround; the reason starts with "skipped: " or "kept: "."""
     frames_root, path = locate(layout, root, annotation)
     table = read_table(path, layout.columns)
     subjects: dict[int, Path] = {}
@@ -163,17 +164,17 @@ def index_annotated(layout: AnnotatedLayout, root: Path, classes: Sequence[str],
     skipped: list[tuple[str, str]] = []
     seen: set[str] = set()
     for row_number, row in table.rows:
-        where = f"{path.name} row {row_number} ({cell_text(row[layout.filename_column]) or 'no Filename'})"
+        where = f"{path} row {row_number} ({cell_text(row[layout.filename_column]) or 'no Filename'})"
         try:
             record, notes = _row_record(layout, row, subjects, frames_root, classes, labels)
             if record.clip_id in seen:
                 raise SkipRow(f"clip {record.clip_id} is listed twice; the first row is used")
         except SkipRow as problem:
-            skipped.append((where, str(problem)))
+            skipped.append((where, f"skipped: {problem}"))
             continue
         seen.add(record.clip_id)
         records.append(record)
-        skipped.extend((str(record.path), note) for note in notes)
+        skipped.extend((str(record.path), f"kept: {note}") for note in notes)
     if not records:
         first = "; ".join(f"{w}: {r}" for w, r in skipped[:3])
         raise MerError(f"data.root={root}: no usable {layout.title} clips in {path} (expected {layout.hint})"
@@ -200,11 +201,11 @@ def _row_record(layout: AnnotatedLayout, row: Mapping[str, object], subjects: Ma
         notes.append(f"{layout.filename_column} {filename!r} differs in case from the folder name: matched it")
     try:
         frames = list_frames(folder)
-        numbers = [frame_number(f) for f in frames]
     except MerError as error:
         raise SkipRow(str(error)) from error
     if not frames:
         raise SkipRow(f"{folder} holds no frame images")
+    numbers = [frame_number(f) for f in frames]
     gaps = frame_gaps(numbers)
     if gaps:
         notes.append(gaps)

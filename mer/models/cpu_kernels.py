@@ -8,16 +8,21 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import time
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from mer.errors import MerError
 
 log = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("kernels") / "mer3dcnn_cpu.cpp"
 # Instruction sets torch reports -> compiler targets; the name keeps builds for different
 # CPUs apart when a home folder (and so torch's extension cache) is shared across nodes.
 _ARCH_FLAGS = {"AVX512": ["-march=x86-64-v4"], "AVX2": ["-march=x86-64-v3"]}
+LOCK_TIMEOUT_ENV = "MER_KERNEL_LOCK_TIMEOUT"
+DEFAULT_LOCK_TIMEOUT_S = 300.0  # a build takes about a minute
 
 
 def build_target() -> str:
@@ -35,18 +40,60 @@ def _put_ninja_on_path() -> None:
     os.environ["PATH"] = f"{ninja.BIN_DIR}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
+def _lock_timeout() -> float:
+    """Seconds to wait on another build's lock: $MER_KERNEL_LOCK_TIMEOUT, else 300."""
+    value = os.environ.get(LOCK_TIMEOUT_ENV)
+    if value is None:
+        return DEFAULT_LOCK_TIMEOUT_S
+    try:
+        seconds = float(value)
+        if seconds >= 0:
+            return seconds
+    except ValueError:
+        pass
+    raise MerError(f"{LOCK_TIMEOUT_ENV}={value!r} is not a number of seconds; set it to e.g. 300 or unset it")
+
+
+def _build_lock_released(name: str, timeout: float) -> bool:
+    """Whether torch's build lock for extension `name` is absent or goes within `timeout` s.
+
+    torch waits on that lock with no limit, and a build killed mid-way (Ctrl-C) leaves it
+    behind for good: every later run would hang with no hint."""
+    from torch.utils import cpp_extension
+
+    # the folder torch's load() builds in, honouring TORCH_EXTENSIONS_DIR as it does
+    lock = Path(cpp_extension._get_build_directory(name, verbose=False)) / "lock"
+    if not lock.exists():
+        return True
+    log.warning("%s exists: another MER3DCNN kernel build is running, or one was interrupted; "
+                "waiting up to %g s for it (%s)", lock, timeout, LOCK_TIMEOUT_ENV)
+    deadline = time.monotonic() + timeout
+    while lock.exists():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            log.warning("%s is still there after %g s: delete it if no other build is running; "
+                        "using stock PyTorch ops", lock, timeout)
+            return False
+        time.sleep(min(0.5, left))
+    return True
+
+
 @functools.lru_cache(maxsize=None)
 def load_kernels():
     """The compiled extension, or None (after a one-line warning saying why) if it cannot build."""
     from torch.utils import cpp_extension
 
     capability = torch.backends.cpu.get_cpu_capability()
+    name = f"mer3dcnn_cpu_{capability.lower()}"
+    timeout = _lock_timeout()
     _put_ninja_on_path()
     log.info("loading MER3DCNN CPU kernels (compiled on first use on this machine, about a minute)")
     try:
+        if not _build_lock_released(name, timeout):
+            return None
         # -fopenmp: torch's builder leaves it out, and without it at::parallel_for runs on one
         # core. The extension then binds to the libgomp torch has already loaded (same soname).
-        return cpp_extension.load(name=f"mer3dcnn_cpu_{capability.lower()}", sources=[str(SOURCE)],
+        return cpp_extension.load(name=name, sources=[str(SOURCE)],
                                   extra_cflags=["-O3", "-ffp-contract=fast", "-fopenmp", *_ARCH_FLAGS.get(capability, [])],
                                   extra_ldflags=["-fopenmp"])
     except Exception as error:  # no compiler, ninja or headers: all mean "use stock ops"

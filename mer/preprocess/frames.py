@@ -3,6 +3,7 @@ file (OpenCV), as greyscale, all of one size, optionally resized (the paper: 640
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Sequence
@@ -12,6 +13,7 @@ import numpy as np
 
 from mer.errors import MerError
 
+log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".bmp", ".jpg", ".jpeg", ".png", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".mpg", ".mpeg"}
 _TRAILING_NUMBER = re.compile(r"(\d+)$")
@@ -29,11 +31,22 @@ def frame_number(path: Path) -> int:
 
 
 def list_frames(folder: Path) -> list[Path]:
+    """A folder's frame images in frame order. Hidden files are never frames (macOS copies
+    leave `._image000001.bmp` beside each image, metadata under the image's own name); an
+    image without a frame number (a cover, a thumbnail) is left out with a warning, so the
+    clip still loads from its numbered frames."""
     folder = Path(folder)
     if not folder.is_dir():
         raise MerError(f"{folder}: clip folder does not exist")
-    frames = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
-    return sorted(frames, key=frame_number)
+    numbered = []
+    for path in folder.iterdir():
+        if path.name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        try:
+            numbered.append((frame_number(path), path))
+        except MerError:
+            log.warning("%s: image file name has no frame number at its end; left out of the clip", path)
+    return [path for _, path in sorted(numbered)]
 
 
 def read_gray(path: Path) -> np.ndarray:
