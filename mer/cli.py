@@ -1,4 +1,5 @@
-"""`mer` command line: tools around training (which is `python train.py`)."""
+"""`mer` command line: tools around training (which is `python train.py`). Errors in the
+user's input or config are one line on stderr and exit status 1."""
 
 from __future__ import annotations
 
@@ -70,6 +71,27 @@ def _export(args: argparse.Namespace) -> None:
           f" x {run_cfg.preprocess.size}, output 'logits' N x {len(run_cfg.data.classes)}: {', '.join(run_cfg.data.classes)})")
 
 
+def _runs_cleanup(args: argparse.Namespace) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from mer.tracking.stale_runs import close_stale_runs
+
+    client = MlflowClient(args.tracking_uri)
+    experiment = client.get_experiment_by_name(args.experiment)
+    if experiment is None:
+        raise MerError(f"no experiment {args.experiment!r} in {args.tracking_uri}")
+    closed = close_stale_runs(client, [experiment.experiment_id])
+    print(f"closed {len(closed)} run(s) left RUNNING by a process that is gone" + "".join(f"\n  {r}" for r in closed))
+
+
+def one_line(error: BaseException) -> str:
+    """Hydra's and OmegaConf's messages span lines (the key, the object type, a hint about
+    HYDRA_FULL_ERROR); the user needs them on one."""
+    text = str(error).split("Config search path", 1)[0]  # where Hydra looked: noise to the user
+    lines = [line.strip() for line in text.splitlines() if line.strip() and "HYDRA_FULL_ERROR" not in line]
+    return " ".join(lines) or type(error).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mer", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -104,11 +126,21 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("checkpoint", help="a .ckpt written by train.py (see the run's checkpoints/ artifacts)")
     export.add_argument("output", help="the .onnx file to write")
     export.set_defaults(handler=_export)
+    runs = commands.add_parser("runs", help="tracking-store upkeep")
+    runs_commands = runs.add_subparsers(dest="runs_command", required=True)
+    cleanup = runs_commands.add_parser("cleanup", help="close FAILED the runs left RUNNING by a process that is gone "
+                                                       "(kill -9, out of memory); runs of other hosts are left alone")
+    cleanup.add_argument("--tracking-uri", default="sqlite:///outputs/mlflow.db")
+    cleanup.add_argument("--experiment", default="mer")
+    cleanup.set_defaults(handler=_runs_cleanup)
     args = parser.parse_args(argv)
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
     try:
         args.handler(args)
-    except MerError as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (MerError, HydraException, OmegaConfBaseException) as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
         return 1
     return 0
 

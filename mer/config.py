@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import uuid
+from datetime import datetime
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -24,6 +26,11 @@ def adam_eps(init: str) -> float:
     return ADAM_EPS[init]
 
 
+def launch_stamp() -> str:
+    now = datetime.now()
+    return f"{now:%Y-%m-%d_%H-%M-%S}.{now.microsecond // 1000:03d}-{uuid.uuid4().hex[:6]}"
+
+
 def register_resolvers() -> None:
     # `${len:${data.classes}}`: the classifier width follows the class list.
     OmegaConf.register_new_resolver("len", lambda items: len(items), replace=True)
@@ -39,6 +46,10 @@ def register_resolvers() -> None:
     # `${fold_dir:${protocol.fold}}`: each fold of a multi-fold run checkpoints into its own folder.
     OmegaConf.register_new_resolver("fold_dir", lambda fold: "" if fold is None else f"/fold{int(fold):03d}",
                                     replace=True)
+    # `${launch_stamp:}`: the launch time to the millisecond plus a short random id, the
+    # same for every job of one sweep (cached per config, and Hydra copies the cache into
+    # each job's). Two runs or sweeps started in the same second get folders of their own.
+    OmegaConf.register_new_resolver("launch_stamp", launch_stamp, use_cache=True, replace=True)
     # `${adam_eps:${model.init}}`: Adam's epsilon follows the framework the init copies.
     OmegaConf.register_new_resolver("adam_eps", adam_eps, replace=True)
 

@@ -2,9 +2,11 @@
 (`mer-train`, `mer-evaluate`, `python -m mer.entrypoints`); the checkout's train.py and
 evaluate.py call them."""
 
+import functools
 import logging
 import sys
 from contextlib import contextmanager
+from typing import Callable
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -14,6 +16,7 @@ from omegaconf.errors import MissingMandatoryValue
 
 from mer.config import CONFIG_DIR
 from mer.errors import MerError
+from mer.interrupts import Interrupted, signals_interrupt
 
 log = logging.getLogger("mer")
 
@@ -37,8 +40,34 @@ def exit_on_user_error():
             sys.exit(1)
 
 
+def stoppable(main: Callable[[], None]) -> Callable[[], None]:
+    """`main` with Ctrl-C and SIGTERM recorded truthfully: the runs this process holds open
+    end KILLED and it exits 128 + the signal (130, 143); any other way out leaves none of
+    them RUNNING (a sweep's parent run when a job's error stops the sweep)."""
+
+    @functools.wraps(main)
+    def run() -> None:
+        from mer.tracking.runs import close_open_runs, describe
+
+        with signals_interrupt():
+            try:
+                main()
+            except Interrupted as error:
+                close_open_runs("KILLED", describe(error))
+                log.error("stopped: %s", error)
+                print(f"stopped: {error}", file=sys.stderr)
+                sys.exit(error.exit_code)
+            except BaseException as error:
+                # Hydra has reported the error already and exits through SystemExit.
+                close_open_runs("FAILED", "the process stopped on an error: see its log" if isinstance(error, SystemExit)
+                                else describe(error))
+                raise
+
+    return run
+
+
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
-def train_main(cfg: DictConfig) -> float | None:
+def _train(cfg: DictConfig) -> float | None:
     """Train, test and log one configuration; returns `optimized_metric` to a sweeper."""
     from mer.selection import objective_value
     from mer.training import train
@@ -48,13 +77,16 @@ def train_main(cfg: DictConfig) -> float | None:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="evaluate")
-def evaluate_main(cfg: DictConfig) -> None:
+def _evaluate(cfg: DictConfig) -> None:
     """Evaluate a checkpoint or an MLflow run's checkpoint on its held-out clips."""
     from mer.evaluation import evaluate, format_metrics
 
     with exit_on_user_error():
         print(format_metrics(evaluate(cfg)))
 
+
+train_main = stoppable(_train)
+evaluate_main = stoppable(_evaluate)
 
 if __name__ == "__main__":
     train_main()

@@ -10,14 +10,15 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from mlflow.entities import Param
 from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from omegaconf import DictConfig
 
 from mer.errors import MerError
 from mer.selection import check_sweep_objective
-from mer.tracking.runs import PARENT_RUN_ENV
+from mer.tracking.runs import PARENT_RUN_ENV, close_run, describe, hold_open
+from mer.tracking.stale_runs import close_stale_runs, owner_tags
 from mer.tracking.store import ensure_logger_store
-
+from mer.value_checks import check_values
 
 
 def sweep_name(config: DictConfig) -> str:
@@ -42,6 +43,8 @@ class SweepParentRun(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
+            # The values every job shares; a swept value is checked when its job starts.
+            check_values(config)
             check_sweep_objective(config, config.hydra.sweeper._target_)
         except MerError as error:
             # Before any job starts, and one line: Hydra would print a traceback.
@@ -56,7 +59,10 @@ class SweepParentRun(Callback):
                 "mer.optimized_metric": config.optimized_metric}
         if config.allow_heldout_objective:
             tags["mer.heldout_objective"] = "true"
-        self.run_id = client.create_run(experiment_id, run_name=tags[MLFLOW_RUN_NAME], tags=tags).info.run_id
+        close_stale_runs(client, [experiment_id])
+        self.run_id = client.create_run(experiment_id, run_name=tags[MLFLOW_RUN_NAME], tags={**tags, **owner_tags()}).info.run_id
+        # Closed at the sweep's end, or by the entry point if a signal or an error stops it first.
+        hold_open(client, self.run_id)
         client.log_batch(self.run_id, params=[Param(f"sweep.{key}", value) for key, value in params.items()])
         os.environ[PARENT_RUN_ENV] = self.run_id
 
@@ -76,6 +82,17 @@ class SweepParentRun(Callback):
             swept = {o.split("=")[0].lstrip("+~") for o in config.hydra.overrides.task if "," in o}
             if "protocol.fold" in swept | set(config.hydra.sweeper.get("params") or {}):
                 pool_fold_runs(client, self.run_id, list(config.data.classes), config.logger.tracking_uri)
+        except BaseException as error:
+            close_run(client, self.run_id, "FAILED", f"the sweep's report failed: {describe(error)}")
+            raise
+        else:
+            unfinished = client.search_runs([client.get_run(self.run_id).info.experiment_id],
+                                            f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.run_id}' and attributes.status != 'FINISHED'",
+                                            max_results=10_000)
+            if unfinished:
+                close_run(client, self.run_id, "FAILED", f"{len(unfinished)} run(s) of the sweep did not finish: "
+                          + ", ".join(sorted(r.info.run_name for r in unfinished))[:4000])
+            else:
+                close_run(client, self.run_id, "FINISHED")
         finally:
-            client.set_terminated(self.run_id, "FINISHED")
             os.environ.pop(PARENT_RUN_ENV, None)

@@ -21,11 +21,14 @@ from omegaconf import DictConfig, OmegaConf
 from mer.config import instantiate_with
 from mer.data.datamodule import ClipDataModule
 from mer.data.prepare import PreparedData, prepare_data
+from mer.data.splits import ProtocolSettings
 from mer.models import cpu_kernels
+from mer.preprocess.pipeline import PreprocessSettings
 from mer.models.module import MicroExpressionModule
 from mer.reporting.folds import log_fold_report
 from mer.reporting.run_report import log_data_report, log_test_report, prediction_rows
 from mer.selection import check_monitors
+from mer.value_checks import check_values
 from mer.tracking.runs import PARENT_RUN_ENV, TrackedRun, config_hash, finished_run, tracked_run
 
 log = logging.getLogger(__name__)
@@ -115,6 +118,10 @@ def fit_fold(cfg: DictConfig, data: PreparedData, fold: dict, run: TrackedRun) -
 
 def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
     """Fit, evaluate and log one configuration under its protocol; returns the final metrics."""
+    check_values(cfg)
+    # Choices the settings objects check (layouts, protocols, fractions), before any work too.
+    PreprocessSettings(**cfg.preprocess)
+    ProtocolSettings(**cfg.protocol)
     check_monitors(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     tags = {**hydra_tags(), "mer.config_hash": config_hash(cfg)}

@@ -78,3 +78,32 @@ def kernel_build_fails(monkeypatch):
     cpu_kernels.load_kernels.cache_clear()
     yield
     cpu_kernels.load_kernels.cache_clear()
+
+
+@pytest.fixture
+def train_overrides(tmp_path, tiny_tree, shared_dirs):
+    """The test suite's paths, with a store of this test's own (its runs are all there is)."""
+    return [*base_overrides(tmp_path, tiny_tree, shared_dirs), f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db"]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """`small_disk(options)`: a real tmpfs mounted for this test (e.g. 'size=16k'), so a
+    write past its size fails with ENOSPC exactly as on a full disk."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs to fill a disk needs root")
+    mounted = []
+
+    def mount(options: str) -> Path:
+        point = tmp_path / f"disk{len(mounted)}"
+        point.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:
+        # lazy: a file still open there (a store connection) must not fail the test's teardown
+        subprocess.run(["umount", "-l", str(point)], check=True)

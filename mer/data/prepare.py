@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 class PreparedData:
     records: list[ClipRecord]  # the clips that preprocessed cleanly
     classes: list[str]
-    skipped: list[tuple[str, str]]  # folders/rows the indexer could not use
+    skipped: list[tuple[str, str]]  # folders/rows the indexer skipped, clips it kept with a note
     report: CacheReport
     cache: ClipCache
     protocol: ProtocolSettings
@@ -38,10 +38,22 @@ class PreparedData:
         return [folds[self.protocol.fold]]
 
 
+def report_stretched(records: list[ClipRecord], depth: int) -> None:
+    """Clips shorter than the window have their frames repeated evenly (temporal.py), up
+    to preprocess.max_stretch; said once, not silently. Video clips count their frames
+    only when decoded, and are not counted here."""
+    lengths = [len(r.frames) for r in records if r.frames]
+    short = sum(n < depth for n in lengths)
+    if short:
+        log.warning("%d of %d clips have fewer than preprocess.depth=%d frames (shortest %d): their frames are repeated "
+                    "evenly to fill the window", short, len(lengths), depth, min(lengths))
+
+
 def prepare_data(cfg: DictConfig, progress: bool = True) -> PreparedData:
     records, skipped = index_dataset(cfg.data, progress)
-    for folder, reason in skipped:
-        log.warning("skipped %s: %s", folder, reason)
+    for where, reason in skipped:
+        log.warning("%s: %s", where, reason)  # the reason says "skipped" or "kept"
+    report_stretched(records, cfg.preprocess.depth)
     protocol = ProtocolSettings(**cfg.protocol)
     cache = ClipCache(Path(cfg.paths.cache_dir), PreprocessSettings(**cfg.preprocess), Path(cfg.data.root))
     report = cache.build(records, cfg.data.preprocess_workers, progress)

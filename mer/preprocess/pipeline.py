@@ -42,6 +42,7 @@ class PreprocessSettings:
     backend: str = "dlib"
     detector_upsample: int = 0
     insightface_model_dir: str = "~/.insightface/models/buffalo_l"
+    max_stretch: float = 2.0
 
     def __post_init__(self):
         layout(self.layout)
@@ -50,6 +51,8 @@ class PreprocessSettings:
                                     ("backend", self.backend, BACKENDS)):
             if value not in allowed:
                 raise MerError(f"preprocess.{key}={value!r} is unknown; choose one of {list(allowed)}")
+        if not self.max_stretch >= 1:
+            raise MerError(f"preprocess.max_stretch must be >= 1 (got {self.max_stretch})")
         if self.depth < 1 or self.size < 8:
             raise MerError(f"preprocess.depth must be >= 1 and preprocess.size >= 8 (got {self.depth}, {self.size})")
         if self.frame_size is not None:
@@ -123,6 +126,9 @@ def preprocess_clip(source: FrameSource, settings: PreprocessSettings, apex: int
     """Read only the `depth` frames around the apex plus the reference frame, and
     preprocess them. Indices count from the clip's first frame."""
     timer = timer or NullTimer()
+    if settings.depth > settings.max_stretch * len(source):
+        raise MerError(f"{source.path}: its {len(source)} frames cannot fill preprocess.depth={settings.depth} "
+                       f"without repeating each more than preprocess.max_stretch={settings.max_stretch:g} times")
     indices = window_indices(len(source), settings.depth, apex)
     reference = reference_index(len(source), indices, onset)
     with timer.stage("read frames+grey"):

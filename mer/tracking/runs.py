@@ -1,10 +1,12 @@
 """One MLflow run per training run: readable name, resolved config as params,
-provenance tags, and a terminal status that is FAILED whenever the run crashed."""
+provenance tags, and a terminal status that says how it ended: FINISHED only when
+complete, KILLED when a signal stopped it, FAILED otherwise."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import platform
 import subprocess
 import time
@@ -18,7 +20,12 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from omegaconf import DictConfig, OmegaConf
 
+from mer.errors import MerError
+from mer.interrupts import Interrupted
+from mer.tracking.stale_runs import ERROR_TAG, close_stale_runs, owner_tags
 from mer.tracking.store import ensure_logger_store
+
+log = logging.getLogger(__name__)
 
 TRACKED_PACKAGES = ("mer", "torch", "pytorch-lightning", "torchmetrics", "hydra-core", "omegaconf", "mlflow",
                     "numpy", "opencv-python-headless", "dlib-bin", "albumentations", "onnxruntime")
@@ -29,6 +36,8 @@ PARENT_RUN_ENV = "MER_PARENT_RUN_ID"
 # logged: sweep resume and the tables count a run only when both say so.
 COMPLETE_TAG = "mer.complete"
 COMPLETE_FILTER = f"attributes.status = 'FINISHED' and tags.`{COMPLETE_TAG}` = 'true'"
+# Runs this process created and has not closed yet, with their store's client.
+_OPEN_RUNS: dict[str, MlflowClient] = {}
 MAX_PARAMS_PER_BATCH = 100  # MLflow's limit for one log_batch call
 # Left out of run names: where a run reads and writes, and how it looks, not what it
 # computes (all overrides are still in the `mer.overrides` tag). Seed is appended last.
@@ -65,9 +74,12 @@ def sweep_cell_name(cfg: DictConfig) -> str:
 
 
 def config_hash(cfg: DictConfig) -> str:
-    """Identifies what a run computes: the resolved config less where it reads and
-    writes, how it displays, how many workers it uses, and what a sweeper reads from it."""
+    """Identifies what a run computes: the resolved config less where it writes, how it
+    displays, how many workers it uses, and what a sweeper reads from it. Paths inside the
+    launch folder count relative to it, so one config launched from two folders (each with
+    its own copy of the built-in data) is one cell; a dataset elsewhere counts by its path."""
     config = OmegaConf.to_container(cfg, resolve=True)
+    root = f"{Path(cfg.paths.root_dir).resolve()}/"
     for key in ("paths", "logger", "metric_loggers", "sweep", "hydra", "optimized_metric", "allow_heldout_objective"):
         config.pop(key, None)
     for key in ("default_root_dir", "enable_progress_bar", "enable_model_summary"):
@@ -76,7 +88,18 @@ def config_hash(cfg: DictConfig) -> str:
         config.get("data", {}).pop(key, None)
     for callback in config.get("callbacks", {}).values():
         callback.pop("dirpath", None)
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def launch_relative(value):
+        if isinstance(value, dict):
+            return {k: launch_relative(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [launch_relative(v) for v in value]
+        if isinstance(value, str) and value.startswith("/") and f"{Path(value).resolve()}/".startswith(root):
+            return str(Path(value).resolve().relative_to(root[:-1]))
+        return value
+
+    blob = json.dumps(launch_relative(config), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def finished_run(cfg: DictConfig, key: str, sweep: str):
@@ -162,36 +185,74 @@ class TrackedRun:
         self.client.log_figure(self.run_id, figure, artifact_file)
 
 
+def close_run(client: MlflowClient, run_id: str, status: str, error: str | None = None) -> bool:
+    """Status first, details second: when the store cannot take the details (a full disk),
+    the run is still not left RUNNING. A failure here is logged and returned, never raised
+    over the error that ended the run."""
+    _OPEN_RUNS.pop(run_id, None)
+    try:
+        client.set_terminated(run_id, status)
+        if error:
+            client.set_tag(run_id, ERROR_TAG, error[:5000])
+        return True
+    except Exception as failure:  # the store itself is failing: say so, keep the first error
+        log.error("could not record run %s as %s (%s); `mer runs cleanup` closes it later", run_id, status, failure)
+        return False
+
+
+def hold_open(client: MlflowClient, run_id: str) -> None:
+    """Register a run this process must close if it is stopped (`close_open_runs`)."""
+    _OPEN_RUNS[run_id] = client
+
+
+def close_open_runs(status: str, error: str) -> None:
+    """Close every run this process still holds open, innermost first: what a stopped
+    process does on its way out, for runs whose own code could not (a sweep's parent)."""
+    for run_id, client in reversed(list(_OPEN_RUNS.items())):
+        close_run(client, run_id, status, error)
+
+
+def describe(error: BaseException) -> str:
+    return str(error) if isinstance(error, Interrupted) else f"{type(error).__name__}: {error}"
+
+
 @contextmanager
 def tracked_run(cfg: DictConfig, overrides: Sequence[str], extra_tags: dict[str, str] | None = None,
                 parent: TrackedRun | str | None = None, name_suffix: str = "") -> Iterator[TrackedRun]:
-    """A run that ends FINISHED (tagged complete) when the block ends, or FAILED (KILLED on
-    Ctrl-C) with the error in `mer.error`; nothing else sets its status.
+    """A run that ends FINISHED (tagged complete) when the block ends, KILLED when a signal
+    stopped it, or FAILED with the error in `mer.error`; nothing else sets its status.
     With `parent`, it is nested under that run in the MLflow UI (one fold of a protocol)."""
     logger = cfg.logger
     experiment_id = ensure_logger_store(logger)
     client = MlflowClient(logger.tracking_uri)
+    close_stale_runs(client, [experiment_id])
     name = logger.get("run_name") or (sweep_cell_name(cfg) if cfg.get("sweep") else
                                       run_name(overrides, cfg.seed, cfg.model._target_.rsplit(".", 1)[-1]))
     name = f"{name} {name_suffix}".strip()
-    tags = {MLFLOW_RUN_NAME: name, "mer.overrides": " ".join(overrides), "seed": str(cfg.seed),
+    tags = {MLFLOW_RUN_NAME: name, "mer.overrides": " ".join(overrides), "seed": str(cfg.seed), **owner_tags(),
             **git_state(Path(__file__).resolve().parent), **package_versions(), **environment_tags(), **(extra_tags or {})}
     if parent is not None:
         tags[MLFLOW_PARENT_RUN_ID] = parent.run_id if isinstance(parent, TrackedRun) else parent
     run = client.create_run(experiment_id, run_name=name, tags=tags)
     handle = TrackedRun(client, run.info.run_id, logger.tracking_uri)
+    hold_open(client, handle.run_id)
     try:
         # `module` and `datamodule` are built from keys logged here already (the whole config is an artifact).
         handle.log_params(flatten({k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items()
                                    if k not in ("module", "datamodule")}))
         yield handle
-    except KeyboardInterrupt:
-        client.set_terminated(handle.run_id, "KILLED")
+    except (Interrupted, KeyboardInterrupt) as error:
+        close_run(client, handle.run_id, "KILLED", describe(error) if isinstance(error, Interrupted) else "interrupted")
         raise
     except BaseException as error:
-        client.set_tag(handle.run_id, "mer.error", f"{type(error).__name__}: {error}"[:5000])
-        client.set_terminated(handle.run_id, "FAILED")
+        close_run(client, handle.run_id, "FAILED", describe(error))
         raise
     else:
-        client.set_tag(handle.run_id, COMPLETE_TAG, "true")
-        client.set_terminated(handle.run_id, "FINISHED")
+        try:
+            client.set_tag(handle.run_id, COMPLETE_TAG, "true")
+        except BaseException as error:
+            close_run(client, handle.run_id, "FAILED", f"the run could not be marked complete: {describe(error)}")
+            raise
+        if not close_run(client, handle.run_id, "FINISHED"):
+            raise MerError(f"run {handle.run_id} computed to the end but the store could not record it FINISHED "
+                           f"({logger.tracking_uri}); see the error above")

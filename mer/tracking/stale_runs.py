@@ -1,0 +1,71 @@
+"""Runs left RUNNING by a process that is gone (kill -9, the out-of-memory killer, a
+power cut): every run records which process owns it, and a run whose process no longer
+exists on this host is closed FAILED, saying so. Nothing else could ever close it."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from mlflow.entities import RunTag, ViewType
+from mlflow.tracking import MlflowClient
+
+HOST_TAG = "mer.host"
+PID_TAG = "mer.pid"
+# The process's start time as the kernel counts it: a pid reused by a later process on
+# the same host does not pass for the run's owner.
+STARTED_TAG = "mer.pid_started"
+STALE_TAG = "mer.stale"
+ERROR_TAG = "mer.error"
+
+
+def process_started(pid: int) -> str | None:
+    """The start time of process `pid` (clock ticks since boot), or None when it does not
+    exist. Without /proc (macOS), a live pid reads as started at an unknown time."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return "unknown"
+    # The command name (field 2) may hold spaces; the fields after its ')' are plain.
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def owner_tags() -> dict[str, str]:
+    """Tags naming the process that owns a run (this one)."""
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()), STARTED_TAG: str(process_started(os.getpid()))}
+
+
+def owner_is_gone(tags: dict[str, str]) -> bool:
+    """Whether the process named by a run's owner tags has ended; only decidable for runs
+    owned on this host (another host's process cannot be seen from here)."""
+    if tags.get(HOST_TAG) != socket.gethostname() or not tags.get(PID_TAG, "").isdigit():
+        return False
+    started = process_started(int(tags[PID_TAG]))
+    return started is None or started not in (tags.get(STARTED_TAG), "unknown")
+
+
+def close_stale_runs(client: MlflowClient, experiment_ids: list[str]) -> list[str]:
+    """Close FAILED every RUNNING run of these experiments whose owner process on this host
+    is gone; returns their ids."""
+    closed = []
+    for run in client.search_runs(experiment_ids, "attributes.status = 'RUNNING'", run_view_type=ViewType.ALL,
+                                  max_results=10_000):
+        tags = run.data.tags
+        if not owner_is_gone(tags):
+            continue
+        client.set_terminated(run.info.run_id, "FAILED")
+        client.log_batch(run.info.run_id, tags=[
+            RunTag(STALE_TAG, "true"),
+            RunTag(ERROR_TAG, f"its process (pid {tags[PID_TAG]} on {tags[HOST_TAG]}) ended without closing the run: "
+                              "killed (kill -9, out of memory) or the machine stopped")])
+        closed.append(run.info.run_id)
+    return closed

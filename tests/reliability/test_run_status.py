@@ -1,0 +1,136 @@
+"""A run's status says how it ended, whatever ended it: real signals to real train.py
+processes, a process killed outright, a store on a full disk, a diverging network."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import ROOT
+from harness import start_train, store_runs, wait_until_training
+from mer.errors import MerError
+from mer.training import train
+
+
+def stop_with(signum: int, *args: str, cwd) -> tuple[subprocess.Popen, str]:
+    process = start_train(*args, cwd=cwd)
+    wait_until_training(cwd / "mlflow.db", process)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=120)
+    return process, stderr
+
+
+def test_ctrl_c_in_a_sweep_marks_its_runs_killed_and_exits_130(train_overrides, tmp_path):
+    process, stderr = stop_with(signal.SIGINT, "-m", *train_overrides, "trainer.max_epochs=300", "seed=1", cwd=tmp_path)
+    assert process.returncode == 130, stderr[-2000:]
+    assert stderr.strip().splitlines()[-1] == "stopped: interrupted by SIGINT"
+    runs = {run.data.tags.get("mer.role", "job"): run for run in store_runs(tmp_path / "mlflow.db")}
+    assert set(runs) == {"job", "sweep_parent"}
+    for run in runs.values():
+        assert run.info.status == "KILLED" and run.data.tags["mer.error"] == "interrupted by SIGINT"
+        assert "mer.complete" not in run.data.tags
+
+
+def test_sigterm_marks_the_run_killed_and_exits_143(train_overrides, tmp_path):
+    process, stderr = stop_with(signal.SIGTERM, *train_overrides, "trainer.max_epochs=300", cwd=tmp_path)
+    assert process.returncode == 143, stderr[-2000:]
+    (run,) = store_runs(tmp_path / "mlflow.db")
+    assert run.info.status == "KILLED" and run.data.tags["mer.error"] == "interrupted by SIGTERM"
+
+
+def test_a_run_left_running_by_kill_9_is_closed_by_the_next_run_and_by_cleanup(train_overrides, tmp_path):
+    store = tmp_path / "mlflow.db"
+    for attempt in range(2):
+        process = start_train(*train_overrides, "trainer.max_epochs=300", f"seed={attempt}", cwd=tmp_path)
+        wait_until_training(store, process)
+        process.kill()
+        process.communicate()
+        assert {run.info.status for run in store_runs(store)} >= {"RUNNING"}
+        if attempt == 0:
+            # The next run of this store finds the first one's process gone and closes it.
+            done = subprocess.run([sys.executable, str(ROOT / "train.py"), *train_overrides, "debug=fast", "seed=9"],
+                                  cwd=tmp_path, capture_output=True, text=True, timeout=300)
+            assert done.returncode == 0, done.stderr[-2000:]
+        else:
+            done = subprocess.run([sys.executable, "-m", "mer.cli", "runs", "cleanup", f"--tracking-uri=sqlite:///{store}"],
+                                  cwd=tmp_path, capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0 and done.stdout.startswith("closed 1 run(s)"), done.stderr
+    statuses = {run.data.tags["seed"]: run for run in store_runs(store)}
+    assert statuses["9"].info.status == "FINISHED"
+    for seed in ("0", "1"):
+        run = statuses[seed]
+        assert run.info.status == "FAILED" and run.data.tags["mer.stale"] == "true"
+        assert re.search(r"its process \(pid \d+ on .+\) ended without closing the run", run.data.tags["mer.error"])
+
+
+def test_a_live_run_of_this_host_is_not_taken_for_stale(train_overrides, tmp_path):
+    process = start_train(*train_overrides, "trainer.max_epochs=300", cwd=tmp_path)
+    try:
+        wait_until_training(tmp_path / "mlflow.db", process)
+        done = subprocess.run([sys.executable, "-m", "mer.cli", "runs", "cleanup", f"--tracking-uri=sqlite:///{tmp_path}/mlflow.db"],
+                              capture_output=True, text=True, timeout=120)
+        assert done.stdout.startswith("closed 0 run(s)")
+        assert [run.info.status for run in store_runs(tmp_path / "mlflow.db")] == ["RUNNING"]
+    finally:
+        process.kill()
+        process.communicate()
+
+
+def test_a_store_on_a_full_disk_never_leaves_the_run_running(train_overrides, small_disk, tmp_path):
+    """The error that ends the run is the one reported, not the store's; the run is closed,
+    by the process itself or, if the store could take nothing, by cleanup afterwards."""
+    disk = small_disk("size=2m")
+    store = disk / "mlflow.db"
+    overrides = [o for o in train_overrides if not o.startswith("logger.tracking_uri")] + [f"logger.tracking_uri=sqlite:///{store}"]
+    script = textwrap.dedent(f"""
+        import sys
+        from mer.config import compose_train
+        from mer.tracking.runs import tracked_run
+        cfg = compose_train({overrides!r})
+        with tracked_run(cfg, []) as run:
+            filler = open({str(disk / 'filler')!r}, "wb")
+            try:
+                while True:
+                    filler.write(b"x" * 65536)
+                    filler.flush()
+            except OSError:
+                pass
+            raise RuntimeError("training broke while the disk was full")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "RuntimeError: training broke while the disk was full" in done.stderr
+    (disk / "filler").unlink()
+    subprocess.run([sys.executable, "-m", "mer.cli", "runs", "cleanup", f"--tracking-uri=sqlite:///{store}"],
+                   check=True, capture_output=True, timeout=120)
+    (run,) = store_runs(store)
+    assert run.info.status == "FAILED"
+
+
+def test_a_nan_loss_stops_the_run_failed_naming_the_epoch_and_step(make_cfg):
+    cfg = make_cfg("optim.lr=1e30", "trainer.max_epochs=3", "logger.run_name=diverges")
+    with pytest.raises(MerError, match=r"train/loss is nan at epoch \d+, step \d+: training diverged; lower optim.lr"):
+        train(cfg, ["optim.lr=1e30"])
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(cfg.logger.tracking_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("mer").experiment_id], "attributes.run_name = 'diverges'")
+    assert run.info.status == "FAILED" and "training diverged" in run.data.tags["mer.error"]
+    assert "test/acc" not in run.data.metrics
+
+
+def test_a_full_disk_while_checkpointing_leaves_no_truncated_checkpoint(make_cfg, small_disk):
+    out = small_disk("size=2m")  # a checkpoint is about 5 MB
+    cfg = make_cfg(f"paths.output_dir={out}", "trainer.max_epochs=1", "logger.run_name=disk-full-ckpt")
+    with pytest.raises(MerError, match=rf"cannot write {out}/checkpoints/epoch000.ckpt: No space left on device"):
+        train(cfg, [])
+    assert not list(out.rglob("*.ckpt*")), "a partial checkpoint was left behind"
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(cfg.logger.tracking_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("mer").experiment_id], "attributes.run_name = 'disk-full-ckpt'")
+    assert run.info.status == "FAILED" and "No space left on device" in run.data.tags["mer.error"]
