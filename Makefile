@@ -44,7 +44,7 @@ bench: setup
 	$(PY) benchmarks/run.py
 
 ui: setup
-	MLFLOW_DISABLE_TELEMETRY=$${MLFLOW_DISABLE_TELEMETRY:-true} $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///outputs/mlflow.db --port 5000
+	PATH=$(VENV)/bin:$$PATH $(VENV)/bin/mer ui --tracking-uri sqlite:///outputs/mlflow.db --port 5000
 
 clean:
 	rm -rf outputs data/cache

@@ -84,6 +84,25 @@ def _runs_cleanup(args: argparse.Namespace) -> None:
     print(f"closed {len(closed)} run(s) left RUNNING by a process that is gone" + "".join(f"\n  {r}" for r in closed))
 
 
+def _ui(args: argparse.Namespace) -> None:
+    import os
+    from urllib.parse import urlencode
+
+    from mer.tracking.store import ensure_store
+
+    experiment_id = ensure_store(args.tracking_uri, args.experiment, args.artifact_location)
+    base = f"http://127.0.0.1:{args.port}/#/experiments/{experiment_id}/runs"
+    view = {"workflowType": "machine_learning"}
+    print(f"runs table: {base}?{urlencode(view)}")
+    sweep_filter = {**view, "searchFilter": "tags.`mer.sweep_name` = 'table3_lr'"}
+    print(f"one sweep:  {base}?{urlencode(sweep_filter)}")
+    command = ["mlflow", "ui", "--backend-store-uri", args.tracking_uri, "--host", "127.0.0.1", "--port", str(args.port)]
+    if args.dry_run:
+        print(" ".join(command))
+        return
+    os.execvp(command[0], command)
+
+
 def one_line(error: BaseException) -> str:
     """Hydra's and OmegaConf's messages span lines (the key, the object type, a hint about
     HYDRA_FULL_ERROR); the user needs them on one."""
@@ -133,6 +152,13 @@ def main(argv: list[str] | None = None) -> int:
     cleanup.add_argument("--tracking-uri", default="sqlite:///outputs/mlflow.db")
     cleanup.add_argument("--experiment", default="mer")
     cleanup.set_defaults(handler=_runs_cleanup)
+    ui = commands.add_parser("ui", help="open the MLflow UI on the store, printing the runs table's address")
+    ui.add_argument("--tracking-uri", default="sqlite:///outputs/mlflow.db")
+    ui.add_argument("--experiment", default="mer")
+    ui.add_argument("--artifact-location", default="outputs/mlartifacts", help="for an experiment not created yet")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--dry-run", action="store_true", help="print the addresses and the server command, start nothing")
+    ui.set_defaults(handler=_ui)
     args = parser.parse_args(argv)
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException

@@ -29,7 +29,7 @@ from mer.reporting.folds import log_fold_report
 from mer.reporting.run_report import log_data_report, log_test_report, prediction_rows
 from mer.selection import check_monitors
 from mer.value_checks import check_values
-from mer.tracking.runs import PARENT_RUN_ENV, TrackedRun, config_hash, finished_run, tracked_run
+from mer.tracking.runs import FIXED_SETTINGS_TAG, PARENT_RUN_ENV, TrackedRun, config_hash, finished_run, tracked_run
 
 log = logging.getLogger(__name__)
 
@@ -124,12 +124,16 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
     ProtocolSettings(**cfg.protocol)
     check_monitors(cfg)
     pl.seed_everything(cfg.seed, workers=True)
-    tags = {**hydra_tags(), "mer.config_hash": config_hash(cfg)}
+    # config_hash: this exact run; cell_hash: its cell, every seed of the same settings.
+    tags = {**hydra_tags(), "mer.config_hash": config_hash(cfg), "mer.cell_hash": config_hash(cfg, ["seed"])}
     if cfg.allow_heldout_objective:
         tags["mer.heldout_objective"] = "true"
     sweep = cfg.get("sweep")
     if sweep:
         tags["mer.sweep_name"] = sweep.name
+        # What a sweep's table holds fixed: runs that differ in anything but the varied keys
+        # and the seed are never pooled into one table.
+        tags[FIXED_SETTINGS_TAG] = config_hash(cfg, ["seed", *str(sweep.varied).split(",")])
         done = None if sweep.get("force") else finished_run(cfg, tags["mer.config_hash"], sweep.name)
         if done is not None:
             log.info("skipping %s: run %s of sweep %s is already complete (sweep.force=true runs it again)",

@@ -1,5 +1,8 @@
 """train.py / evaluate.py as a user runs them, in subprocesses."""
 
+import subprocess
+import sys
+
 from mlflow.tracking import MlflowClient
 
 from conftest import base_overrides, run_script
@@ -127,3 +130,17 @@ def test_evaluate_uses_its_own_folders_not_the_training_machines(tmp_path, tiny_
     assert float(printed["eval/acc"]) == run.data.metrics["test/acc"]
     assert not trained.exists(), "nothing written under the training machine's folders"
     assert [p.name for p in (moved / "data" / "splits").iterdir()] == [run.data.params["data.split_file"]]
+
+
+def test_the_experiment_opens_as_model_training_with_its_description_and_mer_ui_prints_its_address(tmp_path):
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+    done = subprocess.run([sys.executable, "-m", "mer.cli", "ui", "--tracking-uri", store, "--port", "5123", "--dry-run"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    experiment = MlflowClient(store).get_experiment_by_name("mer")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert "test/* = held-out clips" in experiment.tags["mlflow.note.content"]
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"runs table: http://127.0.0.1:5123/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning"
+    assert "searchFilter=tags.%60mer.sweep_name%60" in lines[1]
+    assert lines[2] == f"mlflow ui --backend-store-uri {store} --host 127.0.0.1 --port 5123"

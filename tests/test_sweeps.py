@@ -10,6 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from mer.config import CONFIG_DIR, PROJECT_ROOT
 from mer.reporting.tables import build_sweep_report
+from mer.tracking.runs import FIXED_SETTINGS_TAG
 
 from conftest import base_overrides, run_script
 
@@ -132,3 +133,31 @@ def test_two_sweeps_at_once_on_a_fresh_sqlite_store(tmp_path, tiny_tree, shared_
     children = [r for r in runs if r.data.tags.get("mer.role") != "sweep_parent"]
     assert sorted(r.data.params["optim.lr"] for r in children) == ["0.0001", "0.001", "0.003", "0.01"]
     assert {r.info.status for r in runs} == {"FINISHED"} and len(runs) == 6
+
+
+def test_tables_never_pool_runs_whose_settings_differ_and_title_what_the_runs_had(tmp_path, caplog):
+    """Table IV run at 3 epochs, then re-run at 5: the cells hold only the newest settings'
+    runs, the others are named as left out, and the title says 5 epochs."""
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mixed.db'}")
+    experiment = client.create_experiment("mer", artifact_location=(tmp_path / "a").as_uri())
+    accuracy = {(3, 0.3): 0.2, (3, 0.5): 0.3, (5, 0.3): 0.8, (5, 0.5): 0.6}
+    for start, epochs in enumerate((3, 5)):
+        for dropout in (0.3, 0.5):
+            for seed in (1, 2):
+                run = client.create_run(experiment, start_time=1000 * start + seed, tags={
+                    "mer.sweep_name": "table4_dropout", "mer.complete": "true", "mer.config_hash": f"{epochs}-{dropout}-{seed}",
+                    FIXED_SETTINGS_TAG: f"epochs{epochs}"})
+                for key, value in {"model.dropout": dropout, "seed": seed, "sweep.varied": "model.dropout",
+                                   "optim.lr": 0.001, "trainer.max_epochs": epochs, "data.name": "builtin"}.items():
+                    client.log_param(run.info.run_id, key, value)
+                for epoch in range(epochs):
+                    client.log_metric(run.info.run_id, "heldout/acc", accuracy[epochs, dropout], step=epoch)
+                client.log_metric(run.info.run_id, "test/acc", accuracy[epochs, dropout])
+                client.set_terminated(run.info.run_id, "FINISHED")
+    files = build_sweep_report(client, "mer", "table4_dropout", tmp_path / "out")
+    assert files["csv"].read_text().splitlines()[1:] == ["0.3,80.0000,0.0000,2,1 2,True,81.7",
+                                                         "0.5,60.0000,0.0000,2,1 2,False,76.17"]
+    table = files["table"].read_text()
+    assert table.startswith("### Table IV: dropout (lr 0.001, 5 epochs)")
+    assert "Left out: 4 run(s) with other settings: trainer.max_epochs=3 (here 5)." in table
+    assert "left out of the tables, 4 run(s) with other settings: trainer.max_epochs=3 (here 5)" in caplog.text

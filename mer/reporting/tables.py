@@ -5,7 +5,10 @@ plots of the metric against the varied value and of training curves per cell."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
+import logging
 import statistics
 import tempfile
 from collections import defaultdict
@@ -19,7 +22,9 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 from mer.errors import MerError  # noqa: E402
 from mer.reporting.paper import PAPER_TABLE6, PAPER_TABLES  # noqa: E402
-from mer.tracking.runs import COMPLETE_FILTER  # noqa: E402
+from mer.tracking.runs import COMPLETE_FILTER, FIXED_SETTINGS_TAG, is_setting  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 # The held-out accuracy of a run's reported model: its own for one fold, pooled over folds
 # for several. The paper's tables report this figure.
@@ -44,6 +49,48 @@ def sweep_runs(client: MlflowClient, experiment_name: str, sweep: str) -> list:
     if not runs:
         raise MerError(f"no complete runs of sweep {sweep!r} in experiment {experiment_name!r}")
     return runs
+
+
+# The settings a table's title states, with how each reads; the varied one is left out.
+TITLE_SETTINGS = (("optim.lr", "lr {}"), ("model.dropout", "dropout {}"), ("trainer.max_epochs", "{} epochs"))
+
+
+def fixed_settings(run, keys: list[str]) -> str:
+    """What a run holds fixed in its sweep: the tag written at run time, or for runs of an
+    older mer the same read from their logged config."""
+    tag = run.data.tags.get(FIXED_SETTINGS_TAG)
+    if tag:
+        return tag
+    params = {k: v for k, v in run.data.params.items() if is_setting(k, ["seed", "fold", *keys])}
+    return "params:" + hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def comparable_runs(runs: list, keys: list[str]) -> tuple[list, list[str]]:
+    """The runs of the newest settings: those that differ from the newest run only in the
+    varied keys and the seed. The others are left out, each kind described by how its
+    settings differ (a re-run with other epochs must not be averaged into the same cells)."""
+    groups: dict[str, list] = defaultdict(list)
+    for run in runs:
+        groups[fixed_settings(run, keys)].append(run)
+    newest = max(runs, key=lambda r: r.info.start_time)
+    chosen = groups.pop(fixed_settings(newest, keys))
+    reference = chosen[0].data.params
+    notes = []
+    for members in groups.values():
+        other = members[0].data.params
+        differ = [f"{k}={other.get(k)} (here {reference.get(k)})" for k in sorted(set(reference) | set(other))
+                  if is_setting(k, ["seed", "fold", *keys]) and other.get(k) != reference.get(k)]
+        notes.append(f"{len(members)} run(s) with other settings: {', '.join(differ[:4]) or 'an older config'}")
+    return chosen, notes
+
+
+def table_title(sweep: str, keys: list[str], runs: list) -> str:
+    """The paper's table name, or the sweep's, and the settings the runs held fixed."""
+    paper = PAPER_TABLES.get(sweep)
+    name = paper["title"] if paper else f"Sweep {sweep}: {', '.join(keys)}"
+    params = runs[0].data.params
+    fixed = [form.format(params[key]) for key, form in TITLE_SETTINGS if key not in keys and key in params]
+    return f"{name} ({', '.join(fixed)})" if fixed else name
 
 
 def latest_parent(client: MlflowClient, experiment_name: str, sweep: str) -> str | None:
@@ -97,9 +144,8 @@ def protocol_note(runs) -> str:
             f", reported epoch: {run.data.tags.get('mer.selection', '?')}.{step} each cell is the mean ± std over the runs counted.")
 
 
-def table_markdown(sweep: str, keys: list[str], rows: list[dict], note: str) -> str:
+def table_markdown(sweep: str, title: str, keys: list[str], rows: list[dict], note: str) -> str:
     paper = PAPER_TABLES.get(sweep)
-    title = paper["title"] if paper else f"Sweep {sweep}"
     header = [*keys, "accuracy % (ours, mean ± std)", "runs", "seeds"] + (["paper %"] if paper else [])
     lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
@@ -144,7 +190,7 @@ def table6_markdown(rows: list[dict], keys: list[str], note: str, dataset: str) 
     return "\n".join(lines) + f"\n\n{text} {note} Prior figures are not re-run here and may use other protocols.\n"
 
 
-def value_plot(sweep: str, keys: list[str], rows: list[dict]):
+def value_plot(sweep: str, title: str, keys: list[str], rows: list[dict]):
     figure, axes = plt.subplots(figsize=(5, 3.4))
     labels = [", ".join(map(str, r["values"])) for r in rows]
     axes.errorbar(range(len(rows)), [r["mean"] for r in rows], yerr=[r["std"] for r in rows], fmt="o-", capsize=4, label="ours")
@@ -154,7 +200,7 @@ def value_plot(sweep: str, keys: list[str], rows: list[dict]):
     axes.set_xticks(range(len(rows)), labels, rotation=30 if len(rows) > 4 else 0, ha="right" if len(rows) > 4 else "center")
     axes.set_xlabel(" / ".join(keys))
     axes.set_ylabel("accuracy %")
-    axes.set_title(f"{sweep}: mean ± std over seeds", fontsize=10)
+    axes.set_title(f"{title}\nmean ± std over seeds", fontsize=9)
     axes.legend()
     figure.tight_layout()
     return figure
@@ -166,7 +212,7 @@ CURVES = (("val/acc", "per-epoch inner-val accuracy %"),
           ("heldout/acc", "per-epoch held-out accuracy %\n(monitoring only, not selection)"))
 
 
-def curves_plot(client: MlflowClient, sweep: str, keys: list[str], grouped: dict[tuple, list]):
+def curves_plot(client: MlflowClient, title: str, keys: list[str], grouped: dict[tuple, list]):
     figure, axes = plt.subplots(figsize=(6, 3.8))
     runs = [r for members in grouped.values() for r in members]
     metric, label = next(((m, text) for m, text in CURVES if any(m in r.data.metrics for r in runs)), CURVES[0])
@@ -176,12 +222,14 @@ def curves_plot(client: MlflowClient, sweep: str, keys: list[str], grouped: dict
         histories = [h for h in histories if h]
         if not histories:
             continue
-        length = min(len(h) for h in histories)
-        mean = [100 * statistics.fmean(h[i] for h in histories) for i in range(length)]
-        axes.plot(range(1, length + 1), mean, label=", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in zip(keys, values)))
+        # Each epoch's mean over the runs that reached it: a run stopped early shortens no other.
+        length = max(len(h) for h in histories)
+        mean = [100 * statistics.fmean(h[i] for h in histories if i < len(h)) for i in range(length)]
+        axes.plot(range(1, length + 1), mean, marker="o", markersize=3, alpha=0.85,
+                  label=", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in zip(keys, values)))
     axes.set_xlabel("epoch")
     axes.set_ylabel(f"{label} (mean over seeds)", fontsize=8)
-    axes.set_title(f"{sweep}: {metric} per cell", fontsize=10)
+    axes.set_title(f"{title}\n{metric} per cell", fontsize=9)
     axes.legend(fontsize=7)
     figure.tight_layout()
     return figure
@@ -195,9 +243,12 @@ def build_sweep_report(client: MlflowClient, experiment_name: str, sweep: str, o
     keys = runs[0].data.params.get("sweep.varied", "").split(",")
     if not keys[0]:
         raise MerError(f"runs of sweep {sweep!r} do not record sweep.varied")
+    runs, left_out = comparable_runs(runs, keys)
+    for line in left_out:
+        log.warning("sweep %s: left out of the tables, %s", sweep, line)
     grouped = cells(runs, keys)
     rows = summarise(grouped)
-    note = protocol_note(runs)
+    note = protocol_note(runs) + "".join(f" Left out: {line}." for line in left_out)
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(out_dir) if out_dir else Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
@@ -208,10 +259,11 @@ def build_sweep_report(client: MlflowClient, experiment_name: str, sweep: str, o
             "plot": folder / f"{sweep}_accuracy.png",
             "curves": folder / f"{sweep}_curves.png",
         }
-        files["table"].write_text(table_markdown(sweep, keys, rows, note))
+        title = table_title(sweep, keys, runs)
+        files["table"].write_text(table_markdown(sweep, title, keys, rows, note))
         files["csv"].write_text(table_csv(keys, rows, sweep))
         files["table6"].write_text(table6_markdown(rows, keys, note, runs[0].data.params.get("data.name", "?")))
-        for name, figure in (("plot", value_plot(sweep, keys, rows)), ("curves", curves_plot(client, sweep, keys, grouped))):
+        for name, figure in (("plot", value_plot(sweep, title, keys, rows)), ("curves", curves_plot(client, title, keys, grouped))):
             figure.savefig(files[name], dpi=110)
             plt.close(figure)
         if parent_run_id:

@@ -11,6 +11,7 @@ import platform
 import subprocess
 import time
 from contextlib import contextmanager
+from fnmatch import fnmatch
 from importlib import metadata
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -35,6 +36,8 @@ PARENT_RUN_ENV = "MER_PARENT_RUN_ID"
 # Set, with status FINISHED, only once a run's results, predictions and artifacts are all
 # logged: sweep resume and the tables count a run only when both say so.
 COMPLETE_TAG = "mer.complete"
+# A sweep run's settings less its sweep's varied keys and the seed (the tables' grouping).
+FIXED_SETTINGS_TAG = "mer.fixed_settings_hash"
 COMPLETE_FILTER = f"attributes.status = 'FINISHED' and tags.`{COMPLETE_TAG}` = 'true'"
 # Runs this process created and has not closed yet, with their store's client.
 _OPEN_RUNS: dict[str, MlflowClient] = {}
@@ -73,32 +76,35 @@ def sweep_cell_name(cfg: DictConfig) -> str:
     return f"lr={cfg.optim.lr} dropout={cfg.model.dropout} epochs={cfg.trainer.max_epochs} seed={cfg.seed}"
 
 
-def config_hash(cfg: DictConfig) -> str:
-    """Identifies what a run computes: the resolved config less where it writes, how it
-    displays, how many workers it uses, and what a sweeper reads from it. Paths inside the
-    launch folder count relative to it, so one config launched from two folders (each with
-    its own copy of the built-in data) is one cell; a dataset elsewhere counts by its path."""
-    config = OmegaConf.to_container(cfg, resolve=True)
-    root = f"{Path(cfg.paths.root_dir).resolve()}/"
-    for key in ("paths", "logger", "metric_loggers", "sweep", "hydra", "optimized_metric", "allow_heldout_objective"):
-        config.pop(key, None)
-    for key in ("default_root_dir", "enable_progress_bar", "enable_model_summary"):
-        config.get("trainer", {}).pop(key, None)
-    for key in ("preprocess_workers", "num_workers"):
-        config.get("data", {}).pop(key, None)
-    for callback in config.get("callbacks", {}).values():
-        callback.pop("dirpath", None)
+# Where a run reads and writes, how it displays, how many workers it uses, and what a
+# sweeper reads from it: not what it computes. Dotted keys; `*` matches one level.
+NOT_SETTINGS = ("paths", "logger", "metric_loggers", "sweep", "hydra", "optimized_metric", "allow_heldout_objective",
+                "trainer.default_root_dir", "trainer.enable_progress_bar", "trainer.enable_model_summary",
+                "data.preprocess_workers", "data.num_workers", "callbacks.*.dirpath")
 
-    def launch_relative(value):
+
+def is_setting(key: str, leave_out: Sequence[str] = ()) -> bool:
+    """Whether the dotted config key (a logged param's name) says what a run computes."""
+    return not any(fnmatch(key, pattern) or fnmatch(key, f"{pattern}.*") for pattern in (*NOT_SETTINGS, *leave_out))
+
+
+def config_hash(cfg: DictConfig, leave_out: Sequence[str] = ()) -> str:
+    """Identifies what a run computes: its resolved settings (`is_setting`) less the dotted
+    keys in `leave_out`. Paths inside the launch folder count relative to it, so one config
+    launched from two folders (each with its own copy of the built-in data) is one cell; a
+    dataset elsewhere counts by its path."""
+    root = f"{Path(cfg.paths.root_dir).resolve()}/"
+
+    def settings(value, prefix: str = ""):
         if isinstance(value, dict):
-            return {k: launch_relative(v) for k, v in value.items()}
+            return {k: settings(v, f"{prefix}{k}.") for k, v in value.items() if is_setting(f"{prefix}{k}", leave_out)}
         if isinstance(value, list):
-            return [launch_relative(v) for v in value]
+            return [settings(v, prefix) for v in value]
         if isinstance(value, str) and value.startswith("/") and f"{Path(value).resolve()}/".startswith(root):
             return str(Path(value).resolve().relative_to(root[:-1]))
         return value
 
-    blob = json.dumps(launch_relative(config), sort_keys=True, default=str)
+    blob = json.dumps(settings(OmegaConf.to_container(cfg, resolve=True)), sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
