@@ -9,7 +9,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from mlflow.entities import Metric
+from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
@@ -101,7 +101,17 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     results = trainer.test(module, datamodule=datamodule, verbose=False)[0]
     metrics = {f"eval/{name}": float(results[f"test/{name}"]) for name in METRICS}
     if cfg.run_id and cfg.log_to_run:
-        client.log_batch(cfg.run_id, metrics=[Metric(k, v, 0, 0) for k, v in metrics.items()])
+        if cfg.data_root:
+            client.log_batch(cfg.run_id, metrics=[Metric(k, v, 0, 0) for k, v in metrics.items()],
+                             tags=[RunTag("mer.eval_data_root", str(cfg.data_root))])
+        else:
+            # The run's own held-out clips: eval/* would repeat test/* under another name; the
+            # run records instead whether its figures were reproduced.
+            logged = client.get_run(cfg.run_id).data.metrics
+            differ = [f"{k}={v:.4f} vs test/{k[5:]}={logged.get('test/' + k[5:], float('nan')):.4f}"
+                      for k, v in metrics.items() if abs(v - logged.get("test/" + k[5:], float("nan"))) > 1e-6
+                      or f"test/{k[5:]}" not in logged]
+            client.set_tag(cfg.run_id, "mer.eval_reproduced", "true" if not differ else "false: " + ", ".join(differ))
     return metrics
 
 

@@ -5,20 +5,33 @@ from __future__ import annotations
 
 import os
 import sys
+import time
+from datetime import datetime
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from mlflow.entities import Param
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from omegaconf import DictConfig
 
 from mer.errors import MerError
 from mer.selection import check_sweep_objective
-from mer.tracking.runs import PARENT_RUN_ENV, close_run, describe, hold_open
+from mer.tracking.runs import COMPLETE_TAG, PARENT_RUN_ENV, close_run, describe, hold_open, short_name
 from mer.tracking.stale_runs import close_stale_runs, owner_tags
 from mer.tracking.store import ensure_logger_store
 from mer.value_checks import check_values
+
+
+def varied_values(config: DictConfig) -> dict[str, str]:
+    """What a multirun varies, as typed: the sweeper's params (a sweep file, Optuna's
+    search space) and the command line's comma lists."""
+    varied = {k: str(v) for k, v in (config.hydra.sweeper.get("params") or {}).items()}
+    for override in config.hydra.overrides.task:
+        key, _, value = override.lstrip("+~").partition("=")
+        if "," in value or value.startswith(("choice(", "range(", "interval(")):
+            varied[key] = value  # the command line overrides a sweep file's value
+    return varied
 
 
 def sweep_name(config: DictConfig) -> str:
@@ -53,8 +66,10 @@ class SweepParentRun(Callback):
         experiment_id = ensure_logger_store(config.logger)
         client = MlflowClient(config.logger.tracking_uri)
         name = sweep_name(config)
-        params = {k: str(v) for k, v in (config.hydra.sweeper.get("params") or {}).items()}
-        tags = {MLFLOW_RUN_NAME: f"sweep {name}", "mer.role": "sweep_parent", "mer.sweep_name": name,
+        varied = varied_values(config)
+        title = " ".join(["sweep", name, *(f"{short_name(k).rsplit('.', 1)[-1]}={v}" for k, v in varied.items()),
+                          datetime.now().strftime("%Y-%m-%d %H:%M")])
+        tags = {MLFLOW_RUN_NAME: title, "mer.role": "sweep_parent", "mer.sweep_name": name,
                 "mer.sweep_overrides": " ".join(config.hydra.overrides.task),
                 "mer.optimized_metric": config.optimized_metric}
         if config.allow_heldout_objective:
@@ -63,7 +78,7 @@ class SweepParentRun(Callback):
         self.run_id = client.create_run(experiment_id, run_name=tags[MLFLOW_RUN_NAME], tags={**tags, **owner_tags()}).info.run_id
         # Closed at the sweep's end, or by the entry point if a signal or an error stops it first.
         hold_open(client, self.run_id)
-        client.log_batch(self.run_id, params=[Param(f"sweep.{key}", value) for key, value in params.items()])
+        client.log_batch(self.run_id, params=[Param(short_name(key), value) for key, value in varied.items()])
         os.environ[PARENT_RUN_ENV] = self.run_id
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -72,7 +87,7 @@ class SweepParentRun(Callback):
         # Loaded at the sweep's end, the only time they are needed (they bring scikit-learn
         # and matplotlib, seconds before the first job or a refusal otherwise).
         from mer.reporting.folds import pool_fold_runs
-        from mer.reporting.tables import build_sweep_report
+        from mer.reporting.tables import best_cell_summary, build_sweep_report
 
         client = MlflowClient(config.logger.tracking_uri)
         try:
@@ -86,9 +101,12 @@ class SweepParentRun(Callback):
             close_run(client, self.run_id, "FAILED", f"the sweep's report failed: {describe(error)}")
             raise
         else:
-            unfinished = client.search_runs([client.get_run(self.run_id).info.experiment_id],
-                                            f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.run_id}' and attributes.status != 'FINISHED'",
-                                            max_results=10_000)
+            children = client.search_runs([client.get_run(self.run_id).info.experiment_id],
+                                          f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.run_id}'", max_results=10_000)
+            metrics, tags = best_cell_summary([r for r in children if r.data.tags.get(COMPLETE_TAG) == "true"])
+            client.log_batch(self.run_id, metrics=[Metric(k, v, int(time.time() * 1000), 0) for k, v in metrics.items()],
+                             tags=[RunTag(k, v) for k, v in tags.items()])
+            unfinished = [r for r in children if r.info.status != "FINISHED"]
             if unfinished:
                 close_run(client, self.run_id, "FAILED", f"{len(unfinished)} run(s) of the sweep did not finish: "
                           + ", ".join(sorted(r.info.run_name for r in unfinished))[:4000])

@@ -29,7 +29,7 @@ from mer.reporting.folds import log_fold_report
 from mer.reporting.run_report import log_data_report, log_test_report, prediction_rows
 from mer.selection import check_monitors
 from mer.value_checks import check_values
-from mer.tracking.runs import FIXED_SETTINGS_TAG, PARENT_RUN_ENV, TrackedRun, config_hash, finished_run, tracked_run
+from mer.tracking.runs import CELL_TAG, FIXED_SETTINGS_TAG, PARENT_RUN_ENV, SWEEP_VARIED_TAG, TrackedRun, config_hash, finished_run, tracked_run
 
 log = logging.getLogger(__name__)
 
@@ -104,13 +104,16 @@ def fit_fold(cfg: DictConfig, data: PreparedData, fold: dict, run: TrackedRun) -
     if cfg.get("test"):
         results = trainer.test(module, datamodule=datamodule, ckpt_path="best" if best and monitor else None, verbose=False)
         test_figures = {k: float(v) for k, v in results[0].items()}
-        # Written by the run itself, whichever loggers are configured (fast_dev_run swaps them out).
-        run.log_metrics(test_figures, step=trainer.global_step)
+        # Written by the run itself, whichever loggers are configured (fast_dev_run swaps them
+        # out), once, at the epoch whose weights they score.
+        run.log_metrics(test_figures, step=max(0, int(metrics["selected_epoch"])))
         metrics.update(test_figures)
         predictions = prediction_rows(fold["name"], datamodule.records("test"), module.class_names,
                                       torch.cat(module.test_probabilities).numpy())
         log_test_report(run, predictions, module.class_names, module.epoch_confusion["test"].numpy(),
-                        f"{run_title(cfg)}\n({fold['name']}, held-out clips)")
+                        f"{run_title(cfg)}\n{cfg.data.name}, {data.protocol.name} ({fold['name']}), held-out clips\n"
+                        f"acc {test_figures['test/acc']:.3f}, UF1 {test_figures['test/uf1']:.3f}, "
+                        f"UAR {test_figures['test/uar']:.3f}")
     if best:
         run.log_artifact(Path(best), "checkpoints")
     return FoldResult(metrics, predictions, selection)
@@ -125,12 +128,13 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
     check_monitors(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     # config_hash: this exact run; cell_hash: its cell, every seed of the same settings.
-    tags = {**hydra_tags(), "mer.config_hash": config_hash(cfg), "mer.cell_hash": config_hash(cfg, ["seed"])}
+    tags = {**hydra_tags(), "mer.config_hash": config_hash(cfg), CELL_TAG: config_hash(cfg, ["seed"])}
     if cfg.allow_heldout_objective:
         tags["mer.heldout_objective"] = "true"
     sweep = cfg.get("sweep")
     if sweep:
         tags["mer.sweep_name"] = sweep.name
+        tags[SWEEP_VARIED_TAG] = str(sweep.varied)
         # What a sweep's table holds fixed: runs that differ in anything but the varied keys
         # and the seed are never pooled into one table.
         tags[FIXED_SETTINGS_TAG] = config_hash(cfg, ["seed", *str(sweep.varied).split(",")])
@@ -162,4 +166,5 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
 
 
 def run_title(cfg: DictConfig) -> str:
-    return f"{cfg.model._target_.rsplit('.', 1)[-1]} lr={cfg.optim.lr} dropout={cfg.model.dropout} seed={cfg.seed}"
+    return (f"{cfg.model._target_.rsplit('.', 1)[-1]} lr={cfg.optim.lr} dropout={cfg.model.dropout} "
+            f"epochs={cfg.trainer.max_epochs} seed={cfg.seed}")

@@ -64,7 +64,7 @@ def run_script(script: str, *args: str, cwd: Path = ROOT, timeout: int = 600) ->
 
 
 @pytest.fixture
-def kernel_build_fails(monkeypatch):
+def kernel_build_fails(monkeypatch, tmp_path):
     """MER3DCNN's CPU kernels fail to build, as without a compiler (none can be taken away
     here, so the build itself fails); the real build is back afterwards."""
     from torch.utils import cpp_extension
@@ -75,6 +75,8 @@ def kernel_build_fails(monkeypatch):
         raise RuntimeError("ninja: build stopped: subcommand failed.")
 
     monkeypatch.setattr(cpp_extension, "load", failing_build)
+    # An extension folder of its own: a build lock left by another process is not this case.
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "torch_extensions"))
     cpu_kernels.load_kernels.cache_clear()
     yield
     cpu_kernels.load_kernels.cache_clear()

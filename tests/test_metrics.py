@@ -103,3 +103,19 @@ def test_pooled_metrics_differ_from_the_mean_of_folds():
     # fold a: negative 2/3, positive 0 -> uf1 1/3; fold b: 1 -> mean 2/3
     assert np.mean([r["uf1"] for r in table]) == pytest.approx((1 / 3 + 1) / 2)
     assert matrix.sum() == 5 and matrix[1, 0] == 1
+
+
+def test_the_confusion_matrix_shows_its_whole_title():
+    import matplotlib.pyplot as plt
+
+    from mer.reporting.confusion import confusion_figure
+
+    title = ("MicroExpSTCNN lr=0.0001 dropout=0.5 epochs=120 seed=3\nmegc_composite, loso (casme2_sub01), held-out clips\n"
+             "acc 0.867, UF1 0.869, UAR 0.867")
+    figure = confusion_figure([[3, 1, 0], [0, 4, 1], [0, 0, 5]], ["negative", "positive", "surprise"], title)
+    figure.canvas.draw()
+    shown = figure.axes[0].title
+    box, frame = shown.get_window_extent(), figure.bbox
+    assert box.x0 >= frame.x0 and box.x1 <= frame.x1 and box.y1 <= frame.y1, "the title is cut by the figure's edge"
+    assert shown.get_text().replace("\n", " ").split() == title.replace("\n", " ").split()
+    plt.close(figure)

@@ -37,13 +37,13 @@ def test_tiny_optuna_sweep_parent_and_two_trials(tmp_path, tiny_tree, shared_dir
     client = MlflowClient(f"sqlite:///{store}")
     runs = client.search_runs([client.get_experiment_by_name("mer").experiment_id])
     (parent,) = [r for r in runs if r.data.tags.get("mer.role") == "sweep_parent"]
-    assert parent.info.status == "FINISHED" and parent.data.params["sweep.optim.lr"] == "choice(0.01,0.001,0.0001)"
+    assert parent.info.status == "FINISHED" and parent.data.params["lr"] == "choice(0.01,0.001,0.0001)"
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert [r.info.status for r in children] == ["FINISHED", "FINISHED"]
     for child in children:
         params = child.data.params
-        assert params["optim.lr"] in {"0.01", "0.001", "0.0001"} and params["model.dropout"] in {"0.3", "0.5", "0.7"}
-        assert params["trainer.max_epochs"] in {"1", "2"} and child.data.tags["mer.sweep_name"] == NAME
+        assert params["lr"] in {"0.01", "0.001", "0.0001"} and params["dropout"] in {"0.3", "0.5", "0.7"}
+        assert params["epochs"] in {"1", "2"} and child.data.tags["mer.sweep_name"] == NAME
     assert f"tables/{NAME}.md" in {a.path for a in client.list_artifacts(parent.info.run_id, "tables")}
 
     # Optuna was told each trial's best inner-validation accuracy, so its best is the best child by it.

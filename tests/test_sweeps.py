@@ -1,5 +1,6 @@
 """The paper's sweeps: configs, parent/child runs, resume, tables rebuilt from the store."""
 
+import re
 import shutil
 import subprocess
 import sys
@@ -47,10 +48,17 @@ def test_tiny_sweep_parent_children_tables_and_resume(tmp_path, tiny_tree, share
     runs = client.search_runs([experiment])
     (parent,) = [r for r in runs if r.data.tags.get("mer.role") == "sweep_parent"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert sorted(r.info.run_name for r in children) == ["lr=0.001 dropout=0.3 epochs=2 seed=1", "lr=0.01 dropout=0.3 epochs=2 seed=1"]
-    assert sorted(r.data.params["optim.lr"] for r in children) == ["0.001", "0.01"]
+    assert sorted(r.info.run_name for r in children) == ["lr=0.001 epochs=2 dropout=0.3 seed=1", "lr=0.01 epochs=2 dropout=0.3 seed=1"]
+    assert sorted(r.data.params["lr"] for r in children) == ["0.001", "0.01"]
     assert {r.data.tags["mer.sweep_name"] for r in children} == {"table3_lr"}
     assert {a.path for a in client.list_artifacts(parent.info.run_id, "tables")} >= {"tables/table3_lr.md", "tables/table3_lr_accuracy.png"}
+    # The parent says which sweep, what it varied and when, and carries its best cell's figure.
+    assert re.fullmatch(r"sweep table3_lr lr=0.01,0.001 \d{4}-\d\d-\d\d \d\d:\d\d", parent.info.run_name)
+    assert parent.data.params == {"lr": "0.01,0.001"}
+    best = max(children, key=lambda r: r.data.metrics["test/acc"])
+    assert parent.data.metrics["cells"] == 2 and parent.data.metrics["runs"] == 2
+    assert parent.data.metrics["best_cell/test/acc_mean"] == best.data.metrics["test/acc"]
+    assert parent.data.tags["mer.best_cell"] == best.info.run_name.rsplit(" seed=", 1)[0]
 
     # Resume: the same sweep again skips both finished cells.
     assert sweep(tmp_path, tiny_tree, shared_dirs, store).returncode == 0
@@ -105,16 +113,16 @@ def test_table_builder_mean_std_from_known_values(tmp_path):
     client.set_terminated(incomplete.info.run_id, "FINISHED")
     files = build_sweep_report(client, "mer", "table3_lr", tmp_path / "out")
     rows = files["csv"].read_text().splitlines()
-    assert rows[0] == "optim.lr,mean_acc,std_acc,runs,seeds,best,paper_acc"
+    assert rows[0] == "lr,mean_acc,std_acc,runs,seeds,best,paper_acc"
     assert rows[1] == "0.0001,60.0000,0.0000,1,1,False,73.48"
     assert rows[2] == "0.001,90.0000,10.0000,3,1 2 3,True,81.7"
     assert rows[3] == "0.01,60.0000,14.1421,2,1 2,False,76.81"
     assert "**90.00 ± 10.00**" in files["table"].read_text()
     assert "steps of 10.00 points" in files["table"].read_text()
     table6 = files["table6"].read_text()
-    assert "best cell (optim.lr=0.001) on builtin** | 90.00 |" in table6
+    assert "best cell (lr=0.001) on builtin** | 90.00 |" in table6
     assert "best held-out accuracy, picked on the held-out clips as the paper picks its cell" in table6
-    assert "Chosen on the inner validation split instead (best mean val/acc_best, 90.00 %), the cell is optim.lr=0.01: 60.00 ± 14.14 %" in table6
+    assert "Chosen on the inner validation split instead (best mean val/acc_best, 90.00 %), the cell is lr=0.01: 60.00 ± 14.14 %" in table6
 
 
 def test_two_sweeps_at_once_on_a_fresh_sqlite_store(tmp_path, tiny_tree, shared_dirs):
@@ -131,7 +139,7 @@ def test_two_sweeps_at_once_on_a_fresh_sqlite_store(tmp_path, tiny_tree, shared_
     client = MlflowClient(f"sqlite:///{store}")
     runs = client.search_runs([client.get_experiment_by_name("mer").experiment_id])
     children = [r for r in runs if r.data.tags.get("mer.role") != "sweep_parent"]
-    assert sorted(r.data.params["optim.lr"] for r in children) == ["0.0001", "0.001", "0.003", "0.01"]
+    assert sorted(r.data.params["lr"] for r in children) == ["0.0001", "0.001", "0.003", "0.01"]
     assert {r.info.status for r in runs} == {"FINISHED"} and len(runs) == 6
 
 

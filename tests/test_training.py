@@ -60,12 +60,20 @@ def test_a_run_is_tracked_with_config_metrics_and_artifacts(make_cfg):
     train(cfg, ["trainer.max_epochs=2"])
     (run,) = runs(cfg, "attributes.run_name = 'tracked-run-check'")
     assert run.info.status == "FINISHED"
-    assert run.data.params["optim.lr"] == "0.001" and run.data.params["seed"] == "1"
+    assert run.data.params["lr"] == "0.001" and run.data.params["seed"] == "1"
     assert run.data.params["fold.n_test"] == "4" and run.data.params["data.clips_failed"] == "0"
     assert run.data.params["fold.selected_epoch"] == "1" and run.data.tags["mer.selection"] == "last_epoch"
-    for tag in ("versions.torch", "versions.pytorch-lightning", "versions.mlflow", "versions.cuda", "mlflow.source.git.commit",
-                "mer.cpu"):
+    for tag in ("mer.versions", "mlflow.source.git.commit", "mer.cpu"):
         assert tag in run.data.tags
+    versions = run.data.tags["mer.versions"]
+    assert f"torch {torch.__version__}" in versions and "pytorch-lightning " in versions and versions.endswith("cuda none")
+    # The params are the few a researcher compares; the whole config is an artifact.
+    assert {"lr", "dropout", "epochs", "batch", "seed", "dataset", "protocol", "impl"} <= set(run.data.params)
+    assert not [key for key in run.data.params if key.startswith(("paths.", "callbacks.", "trainer.default_root_dir"))]
+    assert "config/config.yaml" in {a.path for a in client_for(cfg).list_artifacts(run.info.run_id, "config")}
+    # Per-epoch curves are indexed by epoch, without Lightning's `epoch` metric.
+    assert [m.step for m in client_for(cfg).get_metric_history(run.info.run_id, "train/loss")] == [0, 1]
+    assert "epoch" not in run.data.metrics
     assert run.data.tags["mer.complete"] == "true"
     assert run.data.tags["mer.impl_ran"] == "fused" and run.data.tags["mer.device"] == "cpu"
     assert run.data.tags["mer.kernel_isa"].startswith(torch.backends.cpu.get_cpu_capability())
@@ -90,6 +98,9 @@ def test_a_crashing_run_ends_failed(make_cfg):
     (run,) = runs(cfg, "attributes.run_name = 'crash-check'")
     assert run.info.status == "FAILED"
     assert run.data.tags["mer.error"].startswith("TypeError") and "foo" in run.data.tags["mer.error"]
+    # The run's description, the top of its page in the UI, holds the error and its traceback.
+    note = run.data.tags["mlflow.note.content"]
+    assert note.startswith("**FAILED**: TypeError") and "Traceback (most recent call last)" in note
 
 
 def test_same_seed_same_result(make_cfg):

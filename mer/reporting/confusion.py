@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from typing import Sequence
 
 import matplotlib
@@ -24,6 +25,9 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], title: str)
     axes.set_yticks(range(len(class_names)), class_names)
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")
-    axes.set_title(title, fontsize=10)
+    # Wrapped to the figure's width (about 12 characters an inch at 9 pt): a title wider
+    # than a three-class matrix would be cut at both edges.
+    width = int(figure.get_figwidth() * 12)
+    axes.set_title("\n".join(textwrap.fill(line, width) for line in title.splitlines()), fontsize=9)
     figure.tight_layout()
     return figure

@@ -12,18 +12,17 @@ from mer.data.prepare import PreparedData
 from mer.datasets.records import ClipRecord
 from mer.preprocess.preview import preview_figure
 from mer.reporting.confusion import confusion_figure
-from mer.reporting.data_summary import class_counts, summary_markdown
+from mer.reporting.data_summary import summary_markdown
 from mer.reporting.folds import predictions_csv
 from mer.tracking.runs import TrackedRun
 
 
 def log_data_report(run: TrackedRun, data: PreparedData, dataset_name: str) -> None:
     """What the run trained and tested on: counts, the split, the cache manifest, failures, a preview."""
+    # Clip counts per class and subject are in data/summary.md; params stay the few compared.
     run.log_params({"data.clips_ok": len(data.report.ok), "data.clips_failed": len(data.report.failed),
-                    "data.split_file": data.folds_path.name, "data.cache_dir": str(data.cache.dir),
-                    "protocol.n_folds": len(data.folds["folds"])})
-    counts = class_counts(data.records, data.classes)
-    run.log_params({f"data.n_{label}": n for label, n in counts.items()} | {"data.n_subjects": len({r.subject for r in data.records})})
+                    "data.split_file": data.folds_path.name, "protocol.n_folds": len(data.folds["folds"])})
+    run.set_tags({"mer.cache_dir": str(data.cache.dir)})
     run.log_text(summary_markdown(data.records, data.classes, data.skipped, dataset_name), "data/summary.md")
     run.log_artifact(data.folds_path, "data")
     run.log_artifact(data.cache.manifest_path, "data")

@@ -22,7 +22,7 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 from mer.errors import MerError  # noqa: E402
 from mer.reporting.paper import PAPER_TABLE6, PAPER_TABLES  # noqa: E402
-from mer.tracking.runs import COMPLETE_FILTER, FIXED_SETTINGS_TAG, is_setting  # noqa: E402
+from mer.tracking.runs import CELL_TAG, COMPLETE_FILTER, FIXED_SETTINGS_TAG, SWEEP_VARIED_TAG, is_setting, short_name  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +55,25 @@ def sweep_runs(client: MlflowClient, experiment_name: str, sweep: str) -> list:
 TITLE_SETTINGS = (("optim.lr", "lr {}"), ("model.dropout", "dropout {}"), ("trainer.max_epochs", "{} epochs"))
 
 
+def param(run, key: str) -> str | None:
+    """A run's value of config key `key`: its short param name (`lr`), or for runs of an
+    older mer the dotted one (`optim.lr`)."""
+    return run.data.params.get(short_name(key), run.data.params.get(key))
+
+
+def not_fixed(keys: list[str]) -> list[str]:
+    """Params that may differ between the runs of one table: the varied keys (by either
+    name), the seed, and the per-fold facts."""
+    return ["seed", "fold", *keys, *(short_name(k) for k in keys)]
+
+
 def fixed_settings(run, keys: list[str]) -> str:
     """What a run holds fixed in its sweep: the tag written at run time, or for runs of an
     older mer the same read from their logged config."""
     tag = run.data.tags.get(FIXED_SETTINGS_TAG)
     if tag:
         return tag
-    params = {k: v for k, v in run.data.params.items() if is_setting(k, ["seed", "fold", *keys])}
+    params = {k: v for k, v in run.data.params.items() if is_setting(k, not_fixed(keys))}
     return "params:" + hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -79,7 +91,7 @@ def comparable_runs(runs: list, keys: list[str]) -> tuple[list, list[str]]:
     for members in groups.values():
         other = members[0].data.params
         differ = [f"{k}={other.get(k)} (here {reference.get(k)})" for k in sorted(set(reference) | set(other))
-                  if is_setting(k, ["seed", "fold", *keys]) and other.get(k) != reference.get(k)]
+                  if is_setting(k, not_fixed(keys)) and other.get(k) != reference.get(k)]
         notes.append(f"{len(members)} run(s) with other settings: {', '.join(differ[:4]) or 'an older config'}")
     return chosen, notes
 
@@ -88,8 +100,8 @@ def table_title(sweep: str, keys: list[str], runs: list) -> str:
     """The paper's table name, or the sweep's, and the settings the runs held fixed."""
     paper = PAPER_TABLES.get(sweep)
     name = paper["title"] if paper else f"Sweep {sweep}: {', '.join(keys)}"
-    params = runs[0].data.params
-    fixed = [form.format(params[key]) for key, form in TITLE_SETTINGS if key not in keys and key in params]
+    fixed = [form.format(param(runs[0], key)) for key, form in TITLE_SETTINGS
+             if key not in keys and param(runs[0], key) is not None]
     return f"{name} ({', '.join(fixed)})" if fixed else name
 
 
@@ -117,7 +129,7 @@ def cells(runs, keys: list[str]) -> dict[tuple, list]:
     grouped: dict[tuple, list] = defaultdict(list)
     for run in runs:
         if accuracy(run) is not None:
-            grouped[tuple(number(run.data.params[k]) for k in keys)].append(run)
+            grouped[tuple(number(param(run, k)) for k in keys)].append(run)
     return dict(sorted(grouped.items()))
 
 
@@ -135,12 +147,29 @@ def summarise(grouped: dict[tuple, list]) -> list[dict]:
     return rows
 
 
+def best_cell_summary(runs: list) -> tuple[dict[str, float], dict[str, str]]:
+    """A sweep parent's figures over its complete runs: how many cells (settings apart from
+    the seed) and runs, and the held-out accuracy mean ± std of the best cell by it (what
+    the paper reports; nothing is selected with it)."""
+    scored = [r for r in runs if accuracy(r) is not None]
+    groups: dict[str, list] = defaultdict(list)
+    for run in scored:
+        groups[run.data.tags.get(CELL_TAG, run.info.run_id)].append(run)
+    metrics = {"cells": float(len(groups)), "runs": float(len(scored))}
+    if not groups:
+        return metrics, {}
+    best = max(groups.values(), key=lambda members: statistics.fmean(accuracy(r) for r in members))
+    accs = [accuracy(r) for r in best]
+    metrics |= {"best_cell/test/acc_mean": statistics.fmean(accs),
+                "best_cell/test/acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0}
+    return metrics, {"mer.best_cell": best[0].info.run_name.rsplit(" seed=", 1)[0]}
+
+
 def protocol_note(runs) -> str:
     run = runs[0]
-    params = run.data.params
-    n_test = int(params.get("fold.n_test", 0) or 0)
+    n_test = int(run.data.params.get("fold.n_test", 0) or 0)
     step = f" {n_test} held-out clips allow only steps of {100 / n_test:.2f} points;" if n_test else ""
-    return (f"Data: {params.get('data.name', '?')} ({params.get('data.root', '?')}); protocol: {params.get('protocol.name', '?')}"
+    return (f"Data: {param(run, 'data.name') or '?'}; protocol: {param(run, 'protocol.name') or '?'}"
             f", reported epoch: {run.data.tags.get('mer.selection', '?')}.{step} each cell is the mean ± std over the runs counted.")
 
 
@@ -226,7 +255,7 @@ def curves_plot(client: MlflowClient, title: str, keys: list[str], grouped: dict
         length = max(len(h) for h in histories)
         mean = [100 * statistics.fmean(h[i] for h in histories if i < len(h)) for i in range(length)]
         axes.plot(range(1, length + 1), mean, marker="o", markersize=3, alpha=0.85,
-                  label=", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in zip(keys, values)))
+                  label=", ".join(f"{k}={v}" for k, v in zip(keys, values)))
     axes.set_xlabel("epoch")
     axes.set_ylabel(f"{label} (mean over seeds)", fontsize=8)
     axes.set_title(f"{title}\n{metric} per cell", fontsize=9)
@@ -240,7 +269,7 @@ def build_sweep_report(client: MlflowClient, experiment_name: str, sweep: str, o
     """Write `<sweep>.md`, `<sweep>.csv`, `<sweep>_table6.md` and two PNGs to `out_dir`
     (and log them to `parent_run_id`), from the runs in the store alone."""
     runs = sweep_runs(client, experiment_name, sweep)
-    keys = runs[0].data.params.get("sweep.varied", "").split(",")
+    keys = (runs[0].data.tags.get(SWEEP_VARIED_TAG) or runs[0].data.params.get("sweep.varied", "")).split(",")
     if not keys[0]:
         raise MerError(f"runs of sweep {sweep!r} do not record sweep.varied")
     runs, left_out = comparable_runs(runs, keys)
@@ -248,6 +277,7 @@ def build_sweep_report(client: MlflowClient, experiment_name: str, sweep: str, o
         log.warning("sweep %s: left out of the tables, %s", sweep, line)
     grouped = cells(runs, keys)
     rows = summarise(grouped)
+    names = [short_name(k) for k in keys]  # as the runs' params and names spell them
     note = protocol_note(runs) + "".join(f" Left out: {line}." for line in left_out)
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(out_dir) if out_dir else Path(scratch)
@@ -260,10 +290,10 @@ def build_sweep_report(client: MlflowClient, experiment_name: str, sweep: str, o
             "curves": folder / f"{sweep}_curves.png",
         }
         title = table_title(sweep, keys, runs)
-        files["table"].write_text(table_markdown(sweep, title, keys, rows, note))
-        files["csv"].write_text(table_csv(keys, rows, sweep))
-        files["table6"].write_text(table6_markdown(rows, keys, note, runs[0].data.params.get("data.name", "?")))
-        for name, figure in (("plot", value_plot(sweep, title, keys, rows)), ("curves", curves_plot(client, title, keys, grouped))):
+        files["table"].write_text(table_markdown(sweep, title, names, rows, note))
+        files["csv"].write_text(table_csv(names, rows, sweep))
+        files["table6"].write_text(table6_markdown(rows, names, note, param(runs[0], "data.name") or "?"))
+        for name, figure in (("plot", value_plot(sweep, title, names, rows)), ("curves", curves_plot(client, title, names, grouped))):
             figure.savefig(files[name], dpi=110)
             plt.close(figure)
         if parent_run_id:

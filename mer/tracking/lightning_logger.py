@@ -31,9 +31,13 @@ class TrackedRunLogger(Logger):
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        epoch_figures = {k: v for k, v in metrics.items() if not k.startswith("test/")}
-        if epoch_figures:
-            self.run.log_metrics(epoch_figures, step or 0)
+        # Indexed by epoch, the x-axis a researcher reads curves on; Lightning's own
+        # `epoch` metric, a straight line, is used as the index and not logged.
+        figures = dict(metrics)
+        epoch = figures.pop("epoch", None)
+        figures = {k: v for k, v in figures.items() if not k.startswith("test/")}
+        if figures:
+            self.run.log_metrics(figures, int(epoch) if epoch is not None else step or 0)
 
     @rank_zero_only
     def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:

@@ -10,6 +10,7 @@ import logging
 import platform
 import subprocess
 import time
+import traceback
 from contextlib import contextmanager
 from fnmatch import fnmatch
 from importlib import metadata
@@ -18,7 +19,7 @@ from typing import Iterator, Sequence
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME, MLFLOW_RUN_NOTE
 from omegaconf import DictConfig, OmegaConf
 
 from mer.errors import MerError
@@ -37,48 +38,79 @@ PARENT_RUN_ENV = "MER_PARENT_RUN_ID"
 # logged: sweep resume and the tables count a run only when both say so.
 COMPLETE_TAG = "mer.complete"
 # A sweep run's settings less its sweep's varied keys and the seed (the tables' grouping).
+CELL_TAG = "mer.cell_hash"  # a run's settings less its seed: its runs over seeds form one cell
 FIXED_SETTINGS_TAG = "mer.fixed_settings_hash"
+SWEEP_VARIED_TAG = "mer.sweep_varied"  # the config keys a sweep's table varies, comma-separated
 COMPLETE_FILTER = f"attributes.status = 'FINISHED' and tags.`{COMPLETE_TAG}` = 'true'"
 # Runs this process created and has not closed yet, with their store's client.
 _OPEN_RUNS: dict[str, MlflowClient] = {}
+VERSIONS_TAG = "mer.versions"
+MAX_TAG_LENGTH = 8000  # MLflow's limit on a tag value
 MAX_PARAMS_PER_BATCH = 100  # MLflow's limit for one log_batch call
+# The settings a researcher compares across runs, as short stable param names (the MLflow
+# UI's columns, "show diff only", parallel coordinates). The whole resolved config is the
+# run's `config/config.yaml` artifact; other settings the command line changed are params
+# under their dotted keys.
+COMPARED_PARAMS = {"lr": "optim.lr", "dropout": "model.dropout", "epochs": "trainer.max_epochs",
+                   "batch": "data.batch_size", "seed": "seed", "dataset": "data.name", "protocol": "protocol.name",
+                   "preprocess": "preprocess.layout", "depth": "preprocess.depth", "impl": "model.impl",
+                   "init": "model.init", "model": "model._target_", "optimizer": "optim._target_"}
+SHORT_NAMES = {key: name for name, key in COMPARED_PARAMS.items()}
+# Every run's name shows the paper's three knobs, after the settings the command line set.
+NAMED_SETTINGS = ("optim.lr", "model.dropout", "trainer.max_epochs")
 # Left out of run names: where a run reads and writes, and how it looks, not what it
 # computes (all overrides are still in the `mer.overrides` tag). Seed is appended last.
-UNNAMED_KEYS = ("seed", "test", "hydra.", "paths.", "logger.", "trainer.enable_", "data.root", "data.generator",
+UNNAMED_KEYS = ("seed", "test", "sweeps", "hydra.", "paths.", "logger.", "trainer.enable_", "data.root", "data.generator",
                 "data.preprocess_workers", "data.num_workers")
 
 
-def flatten(config: dict, prefix: str = "") -> dict[str, str]:
-    out: dict[str, str] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{name}."))
-        else:
-            out[name] = str(value)
+def short_name(key: str) -> str:
+    """`lr` for `optim.lr`; a key without a short name keeps its dotted one."""
+    return SHORT_NAMES.get(key, key)
+
+
+def overridden(cfg: DictConfig, overrides: Sequence[str]) -> list[tuple[str, object, bool]]:
+    """(key, value, is a value setting) for each command-line override, in order: the
+    resolved value of a setting, the typed choice of a config group (`model=microexpstcnn`)."""
+    out = []
+    for override in overrides:
+        key, _, typed = override.lstrip("+~").partition("=")
+        value = OmegaConf.select(cfg, key, default=None)
+        setting = value is not None and not OmegaConf.is_config(value)
+        out.append((key, value if setting else typed, setting))
     return out
 
 
-def run_name(overrides: Sequence[str], seed: int, model_name: str) -> str:
-    """`lr=0.001 dropout=0.3 seed=1` from `optim.lr=0.001 model.dropout=0.3`: the last key
-    part is enough to tell the runs of a sweep apart in the MLflow UI."""
-    parts = []
-    for override in overrides:
-        key, _, value = override.lstrip("+~").partition("=")
-        if key.startswith(UNNAMED_KEYS):
-            continue
-        parts.append(f"{key.rsplit('.', 1)[-1]}={value}")
-    return " ".join(parts or [model_name]) + f" seed={seed}"
+def compared_params(cfg: DictConfig, overrides: Sequence[str]) -> dict[str, object]:
+    params = {}
+    for name, key in COMPARED_PARAMS.items():
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None:
+            params[name] = str(value).rsplit(".", 1)[-1] if key.endswith("_target_") else value
+    for key, value, setting in overridden(cfg, overrides):
+        if setting and is_setting(key) and not key.startswith(UNNAMED_KEYS):
+            params.setdefault(short_name(key), value)
+    return params
 
 
-def sweep_cell_name(cfg: DictConfig) -> str:
-    """In a sweep every run shows the paper's three knobs, whichever the sweep varies."""
-    return f"lr={cfg.optim.lr} dropout={cfg.model.dropout} epochs={cfg.trainer.max_epochs} seed={cfg.seed}"
+def run_name(cfg: DictConfig, overrides: Sequence[str]) -> str:
+    """`dropout=0.5 lr=0.001 epochs=100 seed=1`: what the command line set first (in a sweep,
+    the varied keys), then the paper's knobs, one spelling for each key, so the name column
+    tells runs apart even where the UI cuts it."""
+    parts = {}
+    for key, value, _ in overridden(cfg, overrides):
+        if not key.startswith(UNNAMED_KEYS):
+            parts.setdefault(short_name(key).rsplit(".", 1)[-1], value)
+    for key in NAMED_SETTINGS:
+        parts.setdefault(short_name(key), OmegaConf.select(cfg, key))
+    return " ".join(f"{name}={value}" for name, value in parts.items()) + f" seed={cfg.seed}"
 
 
 # Where a run reads and writes, how it displays, how many workers it uses, and what a
-# sweeper reads from it: not what it computes. Dotted keys; `*` matches one level.
+# sweeper reads from it: not what it computes; and `module` / `datamodule`, which only
+# repeat other groups' values by interpolation. Dotted keys; `*` matches one level.
 NOT_SETTINGS = ("paths", "logger", "metric_loggers", "sweep", "hydra", "optimized_metric", "allow_heldout_objective",
+                "module", "datamodule",
                 "trainer.default_root_dir", "trainer.enable_progress_bar", "trainer.enable_model_summary",
                 "data.preprocess_workers", "data.num_workers", "callbacks.*.dirpath")
 
@@ -131,14 +163,16 @@ def git_state(cwd: Path) -> dict[str, str]:
     return {MLFLOW_GIT_COMMIT: head.stdout.strip(), "mer.git_dirty": str(dirty).lower()}
 
 
-def package_versions() -> dict[str, str]:
-    versions = {}
+def package_versions() -> str:
+    """`torch 2.13.0+cpu, pytorch-lightning 2.6.6, ...`: one tag, not a dozen crowding the
+    run's overview."""
+    versions = []
     for package in TRACKED_PACKAGES:
         try:
-            versions[f"versions.{package}"] = metadata.version(package)
+            versions.append(f"{package} {metadata.version(package)}")
         except metadata.PackageNotFoundError:
             pass
-    return versions
+    return ", ".join(versions)
 
 
 def cpu_model() -> str:
@@ -158,7 +192,7 @@ def environment_tags() -> dict[str, str]:
     # to its first job, or to refusing a bad sweep) and never needs torch.
     import torch
 
-    return {"mer.cpu": cpu_model(), "versions.cuda": torch.version.cuda or "none"}
+    return {"mer.cpu": cpu_model(), VERSIONS_TAG: f"{package_versions()}, cuda {torch.version.cuda or 'none'}"}
 
 
 class TrackedRun:
@@ -191,15 +225,17 @@ class TrackedRun:
         self.client.log_figure(self.run_id, figure, artifact_file)
 
 
-def close_run(client: MlflowClient, run_id: str, status: str, error: str | None = None) -> bool:
+def close_run(client: MlflowClient, run_id: str, status: str, error: str | None = None, details: str = "") -> bool:
     """Status first, details second: when the store cannot take the details (a full disk),
-    the run is still not left RUNNING. A failure here is logged and returned, never raised
-    over the error that ended the run."""
+    the run is still not left RUNNING. The error goes in `mer.error` and, whole with
+    `details` (a traceback), in the run's description, the first thing its page shows.
+    A failure here is logged and returned, never raised over the error that ended the run."""
     _OPEN_RUNS.pop(run_id, None)
     try:
         client.set_terminated(run_id, status)
         if error:
-            client.set_tag(run_id, ERROR_TAG, error[:5000])
+            client.log_batch(run_id, tags=[RunTag(ERROR_TAG, error[:5000]),
+                                           RunTag(MLFLOW_RUN_NOTE, description(status, error, details))])
         return True
     except Exception as failure:  # the store itself is failing: say so, keep the first error
         log.error("could not record run %s as %s (%s); `mer runs cleanup` closes it later", run_id, status, failure)
@@ -218,6 +254,17 @@ def close_open_runs(status: str, error: str) -> None:
         close_run(client, run_id, status, error)
 
 
+def description(status: str, error: str, details: str) -> str:
+    text = f"**{status}**: {error}"
+    if details:
+        text += f"\n\n```\n{details}\n```"
+    return text[-MAX_TAG_LENGTH:]
+
+
+def traceback_text(error: BaseException) -> str:
+    return "".join(traceback.format_exception(error)).strip()
+
+
 def describe(error: BaseException) -> str:
     return str(error) if isinstance(error, Interrupted) else f"{type(error).__name__}: {error}"
 
@@ -232,26 +279,23 @@ def tracked_run(cfg: DictConfig, overrides: Sequence[str], extra_tags: dict[str,
     experiment_id = ensure_logger_store(logger)
     client = MlflowClient(logger.tracking_uri)
     close_stale_runs(client, [experiment_id])
-    name = logger.get("run_name") or (sweep_cell_name(cfg) if cfg.get("sweep") else
-                                      run_name(overrides, cfg.seed, cfg.model._target_.rsplit(".", 1)[-1]))
+    name = logger.get("run_name") or run_name(cfg, overrides)
     name = f"{name} {name_suffix}".strip()
     tags = {MLFLOW_RUN_NAME: name, "mer.overrides": " ".join(overrides), "seed": str(cfg.seed), **owner_tags(),
-            **git_state(Path(__file__).resolve().parent), **package_versions(), **environment_tags(), **(extra_tags or {})}
+            **git_state(Path(__file__).resolve().parent), **environment_tags(), **(extra_tags or {})}
     if parent is not None:
         tags[MLFLOW_PARENT_RUN_ID] = parent.run_id if isinstance(parent, TrackedRun) else parent
     run = client.create_run(experiment_id, run_name=name, tags=tags)
     handle = TrackedRun(client, run.info.run_id, logger.tracking_uri)
     hold_open(client, handle.run_id)
     try:
-        # `module` and `datamodule` are built from keys logged here already (the whole config is an artifact).
-        handle.log_params(flatten({k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items()
-                                   if k not in ("module", "datamodule")}))
+        handle.log_params(compared_params(cfg, overrides))
         yield handle
     except (Interrupted, KeyboardInterrupt) as error:
         close_run(client, handle.run_id, "KILLED", describe(error) if isinstance(error, Interrupted) else "interrupted")
         raise
     except BaseException as error:
-        close_run(client, handle.run_id, "FAILED", describe(error))
+        close_run(client, handle.run_id, "FAILED", describe(error), traceback_text(error))
         raise
     else:
         try:

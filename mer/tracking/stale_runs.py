@@ -10,6 +10,7 @@ from pathlib import Path
 
 from mlflow.entities import RunTag, ViewType
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
 
 HOST_TAG = "mer.host"
 PID_TAG = "mer.pid"
@@ -62,10 +63,10 @@ def close_stale_runs(client: MlflowClient, experiment_ids: list[str]) -> list[st
         tags = run.data.tags
         if not owner_is_gone(tags):
             continue
+        error = (f"its process (pid {tags[PID_TAG]} on {tags[HOST_TAG]}) ended without closing the run: "
+                 "killed (kill -9, out of memory) or the machine stopped")
         client.set_terminated(run.info.run_id, "FAILED")
-        client.log_batch(run.info.run_id, tags=[
-            RunTag(STALE_TAG, "true"),
-            RunTag(ERROR_TAG, f"its process (pid {tags[PID_TAG]} on {tags[HOST_TAG]}) ended without closing the run: "
-                              "killed (kill -9, out of memory) or the machine stopped")])
+        client.log_batch(run.info.run_id, tags=[RunTag(STALE_TAG, "true"), RunTag(ERROR_TAG, error),
+                                                RunTag(MLFLOW_RUN_NOTE, f"**FAILED**: {error}")])
         closed.append(run.info.run_id)
     return closed

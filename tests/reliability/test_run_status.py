@@ -11,7 +11,6 @@ import textwrap
 
 import pytest
 
-from conftest import ROOT
 from harness import start_train, store_runs, wait_until_training
 from mer.errors import MerError
 from mer.training import train
@@ -43,42 +42,45 @@ def test_sigterm_marks_the_run_killed_and_exits_143(train_overrides, tmp_path):
     assert run.info.status == "KILLED" and run.data.tags["mer.error"] == "interrupted by SIGTERM"
 
 
-def test_a_run_left_running_by_kill_9_is_closed_by_the_next_run_and_by_cleanup(train_overrides, tmp_path):
+def cleanup(store) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mer.cli", "runs", "cleanup", f"--tracking-uri=sqlite:///{store}"],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_a_run_left_running_by_kill_9_is_closed_by_cleanup_and_a_live_one_is_not(train_overrides, tmp_path):
     store = tmp_path / "mlflow.db"
-    for attempt in range(2):
-        process = start_train(*train_overrides, "trainer.max_epochs=300", f"seed={attempt}", cwd=tmp_path)
-        wait_until_training(store, process)
-        process.kill()
-        process.communicate()
-        assert {run.info.status for run in store_runs(store)} >= {"RUNNING"}
-        if attempt == 0:
-            # The next run of this store finds the first one's process gone and closes it.
-            done = subprocess.run([sys.executable, str(ROOT / "train.py"), *train_overrides, "debug=fast", "seed=9"],
-                                  cwd=tmp_path, capture_output=True, text=True, timeout=300)
-            assert done.returncode == 0, done.stderr[-2000:]
-        else:
-            done = subprocess.run([sys.executable, "-m", "mer.cli", "runs", "cleanup", f"--tracking-uri=sqlite:///{store}"],
-                                  cwd=tmp_path, capture_output=True, text=True, timeout=120)
-            assert done.returncode == 0 and done.stdout.startswith("closed 1 run(s)"), done.stderr
-    statuses = {run.data.tags["seed"]: run for run in store_runs(store)}
-    assert statuses["9"].info.status == "FINISHED"
-    for seed in ("0", "1"):
-        run = statuses[seed]
-        assert run.info.status == "FAILED" and run.data.tags["mer.stale"] == "true"
-        assert re.search(r"its process \(pid \d+ on .+\) ended without closing the run", run.data.tags["mer.error"])
-
-
-def test_a_live_run_of_this_host_is_not_taken_for_stale(train_overrides, tmp_path):
     process = start_train(*train_overrides, "trainer.max_epochs=300", cwd=tmp_path)
-    try:
-        wait_until_training(tmp_path / "mlflow.db", process)
-        done = subprocess.run([sys.executable, "-m", "mer.cli", "runs", "cleanup", f"--tracking-uri=sqlite:///{tmp_path}/mlflow.db"],
-                              capture_output=True, text=True, timeout=120)
-        assert done.stdout.startswith("closed 0 run(s)")
-        assert [run.info.status for run in store_runs(tmp_path / "mlflow.db")] == ["RUNNING"]
-    finally:
-        process.kill()
-        process.communicate()
+    wait_until_training(store, process)
+    assert cleanup(store).stdout.startswith("closed 0 run(s)"), "a run whose process lives was taken for stale"
+    process.kill()
+    process.communicate()
+    (run,) = store_runs(store)
+    assert run.info.status == "RUNNING"
+    done = cleanup(store)
+    assert done.returncode == 0
+    assert done.stdout.startswith(f"closed 1 run(s) left RUNNING by a process that is gone\n  {run.info.run_id}")
+    (run,) = store_runs(store)
+    assert run.info.status == "FAILED" and run.data.tags["mer.stale"] == "true"
+    assert re.search(r"its process \(pid \d+ on .+\) ended without closing the run", run.data.tags["mer.error"])
+
+
+def test_the_next_run_closes_a_run_whose_process_is_gone(make_cfg):
+    """A run owned by a process that has ended (a real one, on this host) is closed FAILED
+    as the next run of its store starts."""
+    from mlflow.tracking import MlflowClient
+
+    from mer.tracking.runs import tracked_run
+
+    cfg = make_cfg("logger.run_name=orphan")
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    with tracked_run(cfg, []) as orphan:
+        pass
+    client = MlflowClient(cfg.logger.tracking_uri)
+    client.update_run(orphan.run_id, "RUNNING")
+    client.set_tag(orphan.run_id, "mer.pid", ended.stdout.strip())
+    with tracked_run(make_cfg("logger.run_name=next"), []):
+        assert client.get_run(orphan.run_id).info.status == "FAILED"
+    assert client.get_run(orphan.run_id).data.tags["mer.stale"] == "true"
 
 
 def test_a_store_on_a_full_disk_never_leaves_the_run_running(train_overrides, small_disk, tmp_path):
