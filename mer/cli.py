@@ -111,6 +111,12 @@ def one_line(error: BaseException) -> str:
     return " ".join(lines) or type(error).__name__
 
 
+def store_arguments(parser: argparse.ArgumentParser) -> None:
+    """The store and experiment a command reads, defaulting to train.py's."""
+    parser.add_argument("--tracking-uri", default="sqlite:///outputs/mlflow.db")
+    parser.add_argument("--experiment", default="mer")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mer", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -138,8 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     tables = commands.add_parser("tables", help="rebuild a sweep's tables and plots from the MLflow store")
     tables.add_argument("--sweep", required=True, help="sweep name, e.g. table3_lr")
     tables.add_argument("--out", default="outputs/tables", help="folder for the Markdown, CSV and PNG files")
-    tables.add_argument("--tracking-uri", default="sqlite:///outputs/mlflow.db")
-    tables.add_argument("--experiment", default="mer")
+    store_arguments(tables)
     tables.set_defaults(handler=_tables)
     export = commands.add_parser("export", help="write a train.py checkpoint's network as ONNX (dynamic batch)")
     export.add_argument("checkpoint", help="a .ckpt written by train.py (see the run's checkpoints/ artifacts)")
@@ -149,12 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     runs_commands = runs.add_subparsers(dest="runs_command", required=True)
     cleanup = runs_commands.add_parser("cleanup", help="close FAILED the runs left RUNNING by a process that is gone "
                                                        "(kill -9, out of memory); runs of other hosts are left alone")
-    cleanup.add_argument("--tracking-uri", default="sqlite:///outputs/mlflow.db")
-    cleanup.add_argument("--experiment", default="mer")
+    store_arguments(cleanup)
     cleanup.set_defaults(handler=_runs_cleanup)
     ui = commands.add_parser("ui", help="open the MLflow UI on the store, printing the runs table's address")
-    ui.add_argument("--tracking-uri", default="sqlite:///outputs/mlflow.db")
-    ui.add_argument("--experiment", default="mer")
+    store_arguments(ui)
     ui.add_argument("--artifact-location", default="outputs/mlartifacts", help="for an experiment not created yet")
     ui.add_argument("--port", type=int, default=5000)
     ui.add_argument("--dry-run", action="store_true", help="print the addresses and the server command, start nothing")
