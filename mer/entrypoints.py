@@ -22,9 +22,10 @@ log = logging.getLogger("mer")
 
 
 @contextmanager
-def exit_on_user_error():
+def exit_on_user_error(cfg: DictConfig | None = None):
     """In a single run, stop with the message and exit status 1. In a sweep, report it and
-    let the other runs go on (the failed one is already marked FAILED in MLflow)."""
+    let the other runs go on: the failed run is already marked FAILED in MLflow, and a job
+    refused before its run began gets a FAILED run of its own under the sweep's parent."""
     try:
         yield
     except (MerError, MissingMandatoryValue, InstantiationException) as error:
@@ -38,6 +39,13 @@ def exit_on_user_error():
         if not in_sweep:
             print(message, file=sys.stderr)
             sys.exit(1)
+        if cfg is not None and not getattr(error, "mer_run_id", None):
+            from mer.tracking.runs import record_refused
+
+            try:
+                record_refused(cfg, HydraConfig.get().overrides.task, str(error))
+            except Exception as failure:  # the store itself may be what is wrong
+                log.error("could not record the refused job in the store: %s", failure)
 
 
 def stoppable(main: Callable[[], None]) -> Callable[[], None]:
@@ -72,7 +80,7 @@ def _train(cfg: DictConfig) -> float | None:
     from mer.selection import objective_value
     from mer.training import train
 
-    with exit_on_user_error():
+    with exit_on_user_error(cfg):
         return objective_value(train(cfg, HydraConfig.get().overrides.task), cfg.optimized_metric)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import platform
 import subprocess
 import time
@@ -296,6 +297,7 @@ def tracked_run(cfg: DictConfig, overrides: Sequence[str], extra_tags: dict[str,
         raise
     except BaseException as error:
         close_run(client, handle.run_id, "FAILED", describe(error), traceback_text(error))
+        error.mer_run_id = handle.run_id  # recorded: whoever catches it need not record it again
         raise
     else:
         try:
@@ -306,3 +308,21 @@ def tracked_run(cfg: DictConfig, overrides: Sequence[str], extra_tags: dict[str,
         if not close_run(client, handle.run_id, "FINISHED"):
             raise MerError(f"run {handle.run_id} computed to the end but the store could not record it FINISHED "
                            f"({logger.tracking_uri}); see the error above")
+
+
+def record_refused(cfg: DictConfig, overrides: Sequence[str], error: str) -> str:
+    """A FAILED run, nested under the sweep's parent, for a sweep job refused before its run
+    began (a bad value): the sweep's record then shows the cell that never ran, and why."""
+    logger = cfg.logger
+    client = MlflowClient(logger.tracking_uri)
+    try:
+        name = run_name(cfg, overrides)
+    except Exception:  # the refused value may not even resolve
+        name = " ".join(overrides)
+    tags = {MLFLOW_RUN_NAME: f"{name} (refused)", "mer.overrides": " ".join(overrides), **owner_tags()}
+    parent = os.environ.get(PARENT_RUN_ENV)
+    if parent:
+        tags[MLFLOW_PARENT_RUN_ID] = parent
+    run = client.create_run(ensure_logger_store(logger), run_name=tags[MLFLOW_RUN_NAME], tags=tags)
+    close_run(client, run.info.run_id, "FAILED", error)
+    return run.info.run_id

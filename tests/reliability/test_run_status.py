@@ -11,6 +11,7 @@ import textwrap
 
 import pytest
 
+from conftest import ROOT
 from harness import start_train, store_runs, wait_until_training
 from mer.errors import MerError
 from mer.training import train
@@ -136,3 +137,17 @@ def test_a_full_disk_while_checkpointing_leaves_no_truncated_checkpoint(make_cfg
     client = MlflowClient(cfg.logger.tracking_uri)
     (run,) = client.search_runs([client.get_experiment_by_name("mer").experiment_id], "attributes.run_name = 'disk-full-ckpt'")
     assert run.info.status == "FAILED" and "No space left on device" in run.data.tags["mer.error"]
+
+
+def test_a_sweep_with_a_refused_job_records_it_and_ends_its_parent_failed(train_overrides, tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "train.py"), "-m", *train_overrides, "debug=fast",
+                           "model.dropout=0.3,1.5"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]  # the sweep goes on past a refused job
+    runs = store_runs(tmp_path / "mlflow.db")
+    (parent,) = [r for r in runs if r.data.tags.get("mer.role") == "sweep_parent"]
+    (refused,) = [r for r in runs if r.info.run_name.endswith("(refused)")]
+    assert refused.info.status == "FAILED" and refused.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert refused.data.tags["mer.error"] == "model.dropout=1.5 must be a number in [0, 1)"
+    assert [r.info.status for r in runs if r not in (parent, refused)] == ["FINISHED"]
+    assert parent.info.status == "FAILED"
+    assert parent.data.tags["mer.error"] == f"1 run(s) of the sweep did not finish: {refused.info.run_name}"
