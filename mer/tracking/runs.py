@@ -1,6 +1,6 @@
-"""One MLflow run per training run: readable name, resolved config as params,
-provenance tags, and a terminal status that says how it ended: FINISHED only when
-complete, KILLED when a signal stopped it, FAILED otherwise."""
+"""One MLflow run per training run: readable name, the compared settings as params (the
+resolved config as an artifact), provenance tags, and a terminal status that says how it
+ended: FINISHED only when complete, KILLED when a signal stopped it, FAILED otherwise."""
 
 from __future__ import annotations
 
@@ -38,8 +38,8 @@ PARENT_RUN_ENV = "MER_PARENT_RUN_ID"
 # Set, with status FINISHED, only once a run's results, predictions and artifacts are all
 # logged: sweep resume and the tables count a run only when both say so.
 COMPLETE_TAG = "mer.complete"
-# A sweep run's settings less its sweep's varied keys and the seed (the tables' grouping).
 CELL_TAG = "mer.cell_hash"  # a run's settings less its seed: its runs over seeds form one cell
+# A sweep run's settings less its sweep's varied keys and the seed (the tables' grouping).
 FIXED_SETTINGS_TAG = "mer.fixed_settings_hash"
 SWEEP_VARIED_TAG = "mer.sweep_varied"  # the config keys a sweep's table varies, comma-separated
 COMPLETE_FILTER = f"attributes.status = 'FINISHED' and tags.`{COMPLETE_TAG}` = 'true'"
@@ -109,7 +109,7 @@ def run_name(cfg: DictConfig, overrides: Sequence[str]) -> str:
 
 # Where a run reads and writes, how it displays, how many workers it uses, and what a
 # sweeper reads from it: not what it computes; and `module` / `datamodule`, which only
-# repeat other groups' values by interpolation. Dotted keys; `*` matches one level.
+# repeat other groups' values by interpolation. Dotted keys; `*` is a wildcard.
 NOT_SETTINGS = ("paths", "logger", "metric_loggers", "sweep", "hydra", "optimized_metric", "allow_heldout_objective",
                 "module", "datamodule",
                 "trainer.default_root_dir", "trainer.enable_progress_bar", "trainer.enable_model_summary",
