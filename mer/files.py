@@ -31,3 +31,23 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], hint: str = "fre
 
 def atomic_write_text(path: Path, text: str, hint: str = "free space on that disk") -> None:
     atomic_write(path, lambda handle: handle.write(text.encode()), hint)
+
+
+def remove_orphaned_temporaries(folder: Path) -> None:
+    """Delete the temporary files of writers that died mid-write (pool workers terminated
+    when another failed, a killed run): never complete, and never renamed into place. A
+    writer still running keeps its file."""
+    for path in Path(folder).glob(".*.tmp*"):
+        pid = path.name.rsplit(".tmp", 1)[-1]
+        if pid.isdigit() and not process_exists(int(pid)):
+            path.unlink(missing_ok=True)
+
+
+def process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True

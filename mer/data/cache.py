@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from mer.datasets.records import ClipRecord
 from mer.errors import MerError
-from mer.files import atomic_write, atomic_write_text
+from mer.files import atomic_write, atomic_write_text, remove_orphaned_temporaries
 from mer.preprocess.pipeline import PreprocessSettings, preprocess_clip
 
 FORMAT_VERSION = 1
@@ -110,13 +110,17 @@ class ClipCache:
             todo.append((record, self.settings, path))
         workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
         bar = tqdm(total=len(todo), desc=f"preprocessing clips ({workers} workers)", disable=not progress or not todo, unit="clip")
-        with bar:
-            if workers == 1:
-                results = map(_process, todo)
-                self._collect(results, report, bar)
-            else:
-                with multiprocessing.get_context("fork").Pool(workers) as pool:
-                    self._collect(pool.imap_unordered(_process, todo), report, bar)
+        try:
+            with bar:
+                if workers == 1:
+                    results = map(_process, todo)
+                    self._collect(results, report, bar)
+                else:
+                    with multiprocessing.get_context("fork").Pool(workers) as pool:
+                        self._collect(pool.imap_unordered(_process, todo), report, bar)
+        finally:
+            # One worker's error (a full disk) terminates the others mid-write.
+            remove_orphaned_temporaries(self.dir)
         self._write_manifest(records, report)
         return report
 
