@@ -12,6 +12,8 @@ from mlflow.entities import RunTag, ViewType
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
 
+from mer.files import process_exists
+
 HOST_TAG = "mer.host"
 PID_TAG = "mer.pid"
 # The process's start time as the kernel counts it: a pid reused by a later process on
@@ -29,13 +31,7 @@ def process_started(pid: int) -> str | None:
     except FileNotFoundError:
         return None
     except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-        return "unknown"
+        return "unknown" if process_exists(pid) else None
     # The command name (field 2) may hold spaces; the fields after its ')' are plain.
     return stat.rsplit(")", 1)[1].split()[19]
 
