@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup train test test-all bench ui generate clean
+.PHONY: setup train test test-all bench ui mlflow-server generate clean
 
 setup: $(STAMP)
 
@@ -45,6 +45,11 @@ bench: setup
 
 ui: setup
 	PATH=$(VENV)/bin:$$PATH $(VENV)/bin/mer ui --tracking-uri sqlite:///outputs/mlflow.db --port 5000
+
+# A shared tracking server: PostgreSQL (Debian's package, installed as root when missing)
+# and MLflow on 127.0.0.1:5001; settings and folders: scripts/mlflow-server.sh.
+mlflow-server: setup
+	PATH=$(VENV)/bin:$$PATH scripts/mlflow-server.sh serve $(ARGS)
 
 clean:
 	rm -rf outputs data/cache

@@ -47,6 +47,17 @@ def _data_summary(args: argparse.Namespace) -> None:
     print(summary_markdown(records, list(cfg.data.classes), skipped, f"{cfg.data.name}: {cfg.data.root}"))
 
 
+def _data_prepare(args: argparse.Namespace) -> None:
+    from mer.config import compose_train
+    from mer.data.prepare import prepare_data
+
+    cfg = compose_train(args.overrides)
+    data = prepare_data(cfg)
+    report = data.report
+    print(f"{len(report.ok)} clips cached in {data.cache.dir} ({report.preprocessed} preprocessed now, "
+          f"{len(report.failed)} failed); folds in {data.folds_path}")
+
+
 def _tables(args: argparse.Namespace) -> None:
     from mlflow.tracking import MlflowClient
 
@@ -74,7 +85,7 @@ def _export(args: argparse.Namespace) -> None:
 def _runs_cleanup(args: argparse.Namespace) -> None:
     from mlflow.tracking import MlflowClient
 
-    from mer.tracking.stale_runs import close_stale_runs
+    from mer.tracking.stale_runs import HOST_TAG, PID_TAG, close_stale_runs, undecidable_runs
 
     client = MlflowClient(args.tracking_uri)
     experiment = client.get_experiment_by_name(args.experiment)
@@ -82,6 +93,25 @@ def _runs_cleanup(args: argparse.Namespace) -> None:
         raise MerError(f"no experiment {args.experiment!r} in {args.tracking_uri}")
     closed = close_stale_runs(client, [experiment.experiment_id])
     print(f"closed {len(closed)} run(s) left RUNNING by a process that is gone" + "".join(f"\n  {r}" for r in closed))
+    others = undecidable_runs(client, [experiment.experiment_id])
+    if others:
+        print(f"{len(others)} RUNNING run(s) of other hosts, outside SLURM, cannot be checked from here; run "
+              "`mer runs cleanup` on their host:" + "".join(f"\n  {r.info.run_id} {r.info.run_name!r} on "
+                                                            f"{r.data.tags[HOST_TAG]} (pid {r.data.tags.get(PID_TAG)})"
+                                                            for r in others))
+
+
+def _runs_upload(args: argparse.Namespace) -> None:
+    import logging
+    import os
+
+    from mer.tracking.offline import upload_runs
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    uploaded = upload_runs(args.source, args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"), args.run_id,
+                           args.experiment)
+    print(f"uploaded {len(uploaded)} run(s) from {args.source}" + "".join(
+        f"\n  {u.local_id} -> {u.server_id}" + (" (continued)" if u.continued else " (new run)") for u in uploaded))
 
 
 def _ui(args: argparse.Namespace) -> None:
@@ -141,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     summary = data_commands.add_parser("summary", help="clips per class and subject, and the rows/folders skipped")
     summary.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. data=casme2 data.root=/data/CASME2")
     summary.set_defaults(handler=_data_summary)
+    prepare = data_commands.add_parser("prepare", help="preprocess a dataset into the cache and make its folds, once, "
+                                                       "before the jobs of a sweep that all need them")
+    prepare.add_argument("overrides", nargs="*", help="the sweep's Hydra overrides, e.g. data=smic_hs data.root=/data/SMIC")
+    prepare.set_defaults(handler=_data_prepare)
     tables = commands.add_parser("tables", help="rebuild a sweep's tables and plots from the MLflow store")
     tables.add_argument("--sweep", required=True, help="sweep name, e.g. table3_lr")
     tables.add_argument("--out", default="outputs/tables", help="folder for the Markdown, CSV and PNG files")
@@ -156,6 +190,17 @@ def main(argv: list[str] | None = None) -> int:
                                                        "(kill -9, out of memory); runs of other hosts are left alone")
     store_arguments(cleanup)
     cleanup.set_defaults(handler=_runs_cleanup)
+    upload = runs_commands.add_parser("upload", help="put runs that went on in a local store while their tracking server "
+                                                     "was down on that server, continuing the runs it has")
+    upload.add_argument("--from", dest="source", required=True, metavar="URI",
+                        help="the local store, e.g. sqlite:///outputs/mlflow-offline.db (logger.offline_uri)")
+    upload.add_argument("--run-id", action="append", default=[], help="only this local run (repeatable; default: "
+                                                                      "every run not uploaded yet)")
+    # Not store_arguments: the store written here is a server, and no experiment is assumed.
+    upload.add_argument("--tracking-uri", help="the server (default: MLFLOW_TRACKING_URI, else the one each run was "
+                                               "recorded against)")
+    upload.add_argument("--experiment", help="only runs of this experiment (default: all)")
+    upload.set_defaults(handler=_runs_upload)
     ui = commands.add_parser("ui", help="open the MLflow UI on the store, printing the runs table's address")
     store_arguments(ui)
     ui.add_argument("--artifact-location", default="outputs/mlartifacts", help="for an experiment not created yet")

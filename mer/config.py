@@ -31,6 +31,30 @@ def launch_stamp() -> str:
     return f"{now:%Y-%m-%d_%H-%M-%S}.{now.microsecond // 1000:03d}-{uuid.uuid4().hex[:6]}"
 
 
+def slurm_tasks(devices, gpus_per_node=None) -> int:
+    """SLURM tasks per node for Lightning's `trainer.devices`: one per device, as Lightning's
+    DDP under SLURM expects. A list (or "0,1") of device ids counts its ids; "auto" or -1
+    means every GPU the job gets (`gpus_per_node`), or one process on a CPU job."""
+    if isinstance(devices, str):
+        text = devices.strip()
+        if text.lstrip("-").isdigit():
+            devices = int(text)
+        elif text != "auto":
+            devices = [part for part in text.split(",") if part.strip()]
+    if devices in ("auto", -1):
+        return int(gpus_per_node or 1)
+    if isinstance(devices, int):
+        return devices
+    return len(devices)
+
+
+def slurm_gpus(accelerator: str, devices) -> int | None:
+    """GPUs per node for a job that trains with `trainer.accelerator` on `trainer.devices`:
+    none unless the accelerator says GPU. `auto` makes a CPU job: a GPU node shows a job
+    only the GPUs it asked for, so Lightning's `auto` finds the same."""
+    return slurm_tasks(devices) if accelerator in ("gpu", "cuda") else None
+
+
 def register_resolvers() -> None:
     # `${len:${data.classes}}`: the classifier width follows the class list.
     OmegaConf.register_new_resolver("len", lambda items: len(items), replace=True)
@@ -52,6 +76,10 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("launch_stamp", launch_stamp, use_cache=True, replace=True)
     # `${adam_eps:${model.init}}`: Adam's epsilon follows the framework the init copies.
     OmegaConf.register_new_resolver("adam_eps", adam_eps, replace=True)
+    # `${slurm_tasks:...}`, `${slurm_gpus:...}`: conf/hydra/launcher/slurm.yaml asks for
+    # what the trainer will use.
+    OmegaConf.register_new_resolver("slurm_tasks", slurm_tasks, replace=True)
+    OmegaConf.register_new_resolver("slurm_gpus", slurm_gpus, replace=True)
 
 
 register_resolvers()

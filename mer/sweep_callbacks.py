@@ -17,9 +17,10 @@ from omegaconf import DictConfig
 
 from mer.errors import MerError
 from mer.selection import check_sweep_objective
-from mer.tracking.runs import COMPLETE_TAG, PARENT_RUN_ENV, close_run, describe, hold_open, short_name
+from mer.tracking.runs import COMPLETE_TAG, close_run, describe, hold_open, short_name
 from mer.tracking.stale_runs import close_stale_runs, owner_tags
 from mer.tracking.store import ensure_logger_store
+from mer.tracking.sweep_parent import PARENT_RUN_ENV, SWEEP_DIR_TAG
 from mer.value_checks import check_values
 
 
@@ -41,10 +42,20 @@ def sweep_name(config: DictConfig) -> str:
 
 class PrepareTrackingStore(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        ensure_logger_store(config.logger)
+        self.prepare(config)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        ensure_logger_store(config.logger)
+        self.prepare(config)
+
+    @staticmethod
+    def prepare(config: DictConfig) -> None:
+        try:
+            ensure_logger_store(config.logger)
+        except MerError as error:
+            # A tracking server that does not answer, before any work, in one line:
+            # Hydra would print a traceback.
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(1)
 
 
 class SweepParentRun(Callback):
@@ -71,7 +82,9 @@ class SweepParentRun(Callback):
                           datetime.now().strftime("%Y-%m-%d %H:%M")])
         tags = {MLFLOW_RUN_NAME: title, "mer.role": "sweep_parent", "mer.sweep_name": name,
                 "mer.sweep_overrides": " ".join(config.hydra.overrides.task),
-                "mer.optimized_metric": config.optimized_metric}
+                "mer.optimized_metric": config.optimized_metric,
+                # how a job whose environment lacks PARENT_RUN_ENV (SLURM) finds this run
+                SWEEP_DIR_TAG: str(config.hydra.sweep.dir)}
         if config.allow_heldout_objective:
             tags["mer.heldout_objective"] = "true"
         close_stale_runs(client, [experiment_id])

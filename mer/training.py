@@ -7,7 +7,6 @@ holds the pooled metrics."""
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -16,12 +15,14 @@ import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from omegaconf import DictConfig, OmegaConf
 
 from mer.config import instantiate_with
 from mer.data.datamodule import ClipDataModule
 from mer.data.prepare import PreparedData, prepare_data
 from mer.data.splits import ProtocolSettings
+from mer.errors import MerError
 from mer.models import cpu_kernels
 from mer.preprocess.pipeline import PreprocessSettings
 from mer.models.module import MicroExpressionModule
@@ -29,7 +30,9 @@ from mer.reporting.folds import log_fold_report
 from mer.reporting.run_report import log_data_report, log_test_report, prediction_rows
 from mer.selection import check_monitors
 from mer.value_checks import check_values
-from mer.tracking.runs import CELL_TAG, FIXED_SETTINGS_TAG, PARENT_RUN_ENV, SWEEP_VARIED_TAG, TrackedRun, config_hash, finished_run, tracked_run
+from mer.tracking.runs import (CELL_TAG, CHECKPOINT_DIR_TAG, FIXED_SETTINGS_TAG, SWEEP_VARIED_TAG, TrackedRun,
+                               config_hash, finished_run, resumable_run, stored_run, tracked_run)
+from mer.tracking.sweep_parent import sweep_parent_id
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +53,8 @@ def ran_tags(trainer: pl.Trainer, net: torch.nn.Module) -> dict[str, str]:
     impl = getattr(net, "impl_ran", None) or "plain"  # networks with one code path
     device = trainer.strategy.root_device
     name = f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
-    return {"mer.impl_ran": impl, "mer.device": name,
+    return {"mer.impl_ran": impl, "mer.device": name, "mer.precision": str(trainer.precision),
+            "mer.processes": str(trainer.world_size),
             "mer.kernel_isa": cpu_kernels.build_target() if impl == "fused" else "none"}
 
 
@@ -74,19 +78,23 @@ class FoldResult:
     selection: str  # which weights were reported: "last_epoch" or "best <monitored metric>"
 
 
-def fit_fold(cfg: DictConfig, data: PreparedData, fold: dict, run: TrackedRun) -> FoldResult:
-    """Train and test one fold in `run`."""
+def fit_fold(cfg: DictConfig, data: PreparedData, fold: dict, run: TrackedRun, resume_from: Path | None = None) -> FoldResult:
+    """Train and test one fold in `run`, continuing from checkpoint `resume_from` if given."""
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg, data, fold)
     run.log_params({"fold.name": fold["name"], "fold.n_train": len(fold["train"]), "fold.n_val": len(fold["val"]),
                     "fold.n_test": len(fold["test"])})
     module = build_module(cfg, datamodule.val_stages)
+    module.run_id = run.run_id
     # Loggers and callbacks as configured (check_monitors has refused any callback that
     # watches held-out clips); a logger that writes into the run gets the run.
     loggers = [instantiate_with(c, **({"run": run} if "run" in c else {})) for c in (cfg.get("metric_loggers") or {}).values()]
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
-    trainer.fit(module, datamodule=datamodule)
+    check_processes(trainer)
+    if trainer.checkpoint_callback is not None:
+        run.set_tags({CHECKPOINT_DIR_TAG: str(Path(trainer.checkpoint_callback.dirpath).resolve())})
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
     checkpoint = trainer.checkpoint_callback
     monitor = checkpoint.monitor if checkpoint is not None else None
     selection = f"best {monitor}" if monitor else "last_epoch"
@@ -143,13 +151,17 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
             log.info("skipping %s: run %s of sweep %s is already complete (sweep.force=true runs it again)",
                      done.info.run_name, done.info.run_id, sweep.name)
             return dict(done.data.metrics)
-    with tracked_run(cfg, overrides, tags, parent=os.environ.get(PARENT_RUN_ENV)) as run:
+    continued, checkpoint = resume_point(cfg, tags["mer.config_hash"])
+    with tracked_run(cfg, overrides, tags, parent=sweep_parent_id(cfg.logger), continue_run=continued) as run:
         run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config/config.yaml")
         data = prepare_data(cfg)
         log_data_report(run, data, cfg.data.name)
         folds = data.selected_folds()
+        if checkpoint is not None and len(folds) > 1:
+            raise MerError(f"resuming continues one fold, and {data.protocol.name} runs {len(folds)} in this process; "
+                           "run the folds as a multirun (-m protocol.fold=0,1,...) to resume each from its checkpoint")
         if len(folds) == 1:
-            metrics = fit_fold(cfg, data, folds[0], run).metrics
+            metrics = fit_fold(with_checkpoint_dir(cfg, checkpoint), data, folds[0], run, checkpoint).metrics
             log.info("run %s finished: %s", run.run_id, {k: round(v, 4) for k, v in metrics.items() if k.startswith("test/")})
             return metrics
         results = []
@@ -163,6 +175,68 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
                                   [result.metrics for result in results])
         log.info("run %s (%d folds) finished: %s", run.run_id, len(folds), {k: round(v, 4) for k, v in figures.items()})
         return figures
+
+
+def resume_point(cfg: DictConfig, key: str) -> tuple[str | None, Path | None]:
+    """(run to continue, checkpoint to continue from), or (None, None) for a fresh run:
+    `ckpt_path=`, else with `resume=true` or in a sweep not forced, the newest stopped run
+    of this config (and sweep) that left a last checkpoint."""
+    sweep = cfg.get("sweep")
+    if cfg.ckpt_path:
+        path = Path(cfg.ckpt_path)
+        if not path.is_file():
+            raise MerError(f"ckpt_path={path} does not exist")
+        run_id = torch.load(path, map_location="cpu", weights_only=False).get("mer_run_id")
+        return (checked_resume_run(cfg, run_id, key, path) if run_id else None), path
+    if cfg.resume or (sweep and not sweep.get("force")):
+        found = resumable_run(cfg, key, sweep.name if sweep else None)
+        if found:
+            return found
+        if cfg.resume:
+            log.info("resume=true: no stopped run of this config left a last checkpoint; starting from the beginning")
+    return None, None
+
+
+def checked_resume_run(cfg: DictConfig, run_id: str, key: str, path: Path) -> str | None:
+    """The run checkpoint `path` came from, if it is in this store and trained this config."""
+    run = stored_run(cfg.logger.tracking_uri, run_id)
+    if run is None:
+        log.warning("%s was written by run %s, which is not in %s: continuing it in a new run",
+                    path, run_id, cfg.logger.tracking_uri)
+        return None
+    if run.data.tags.get("mer.config_hash") != key:
+        raise MerError(f"ckpt_path={path} comes from run {run_id} ({run.info.run_name}), which trained other settings; "
+                       f"resume it with its own command line: {run.data.tags.get('mer.overrides', '')}")
+    if run.info.status == "FINISHED":
+        raise MerError(f"ckpt_path={path} comes from run {run_id} ({run.info.run_name}), which already finished; "
+                       "train longer in a new run (evaluate.py scores the checkpoint)")
+    return run_id
+
+
+def with_checkpoint_dir(cfg: DictConfig, checkpoint: Path | None) -> DictConfig:
+    """A resumed run keeps writing its checkpoints where it wrote them before: its last and
+    best checkpoints stay together, and Lightning restores its record of the best."""
+    if checkpoint is None or OmegaConf.select(cfg, "callbacks.model_checkpoint") is None:
+        return cfg
+    cfg = cfg.copy()
+    cfg.callbacks.model_checkpoint.dirpath = str(checkpoint.resolve().parent)
+    return cfg
+
+
+def check_processes(trainer: pl.Trainer) -> None:
+    """Several processes must take the datamodule's shards: Lightning's own sampler pads
+    the held-out clips to equal shards and scores some of them twice. And in a multirun,
+    Lightning's own DDP launcher would start each extra process on the whole sweep's
+    command line, so there the processes must come from a cluster (SLURM's tasks)."""
+    if trainer.world_size <= 1:
+        return
+    if trainer._accelerator_connector.use_distributed_sampler:
+        raise MerError("with several processes set trainer.use_distributed_sampler=false (trainer=ddp does): "
+                       "Lightning's sampler repeats held-out clips to even out the shards")
+    if isinstance(trainer.strategy.launcher, _SubprocessScriptLauncher) and "mer.sweep_dir" in hydra_tags():
+        raise MerError("a multirun cell cannot start its own DDP processes (Lightning would start the whole sweep in "
+                       "each); use hydra/launcher=slurm, which gives each cell one task per device, or run the cell "
+                       "on its own: python train.py trainer=ddp ...")
 
 
 def run_title(cfg: DictConfig) -> str:

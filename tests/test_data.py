@@ -1,6 +1,9 @@
 """Built-in generator, SMIC-HS loader, holdout split and clip cache."""
 
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 import shutil
 
@@ -205,3 +208,17 @@ def test_augmentation_is_clip_consistent_and_off_for_the_paper(make_cfg):
     for out in changed:
         # Noise is drawn per frame; geometry and brightness are shared: frames stay alike.
         assert np.abs(out.astype(float) - out[0]).mean() < 6
+
+
+def test_jobs_started_together_preprocess_a_cache_once(tiny_tree, tmp_path):
+    """`mer data prepare` twice at once on a new cache folder (a SLURM array's first jobs):
+    one preprocesses every clip while the other waits for its lock, then finds them."""
+    mer = Path(sys.executable).parent / "mer"
+    command = [str(mer), "data", "prepare", f"data.root={tiny_tree}", f"paths.root_dir={tmp_path}",
+               f"paths.cache_dir={tmp_path / 'cache'}", "data.preprocess_workers=1"]
+    jobs = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    outputs = [job.communicate(timeout=600) for job in jobs]
+    assert [job.returncode for job in jobs] == [0, 0], outputs
+    counts = sorted(int(re.search(r"\((\d+) preprocessed now", out).group(1)) for out, _ in outputs)
+    assert counts == [0, 18], outputs

@@ -16,7 +16,7 @@ from mer.training import train
 def checkpoint(make_cfg, tmp_path):
     cfg = make_cfg("trainer.max_epochs=1", "test=false")
     train(cfg, ["trainer.max_epochs=1"])
-    (path,) = (tmp_path / "out" / "checkpoints").glob("*.ckpt")
+    (path,) = (tmp_path / "out" / "checkpoints").glob("epoch*.ckpt")
     return path
 
 

@@ -17,7 +17,7 @@ LAYERS = [
     ("datasets", ("mer.datasets",)),
     ("preprocess", ("mer.preprocess",)),
     ("models", ("mer.models",)),
-    ("shared", ("mer.config", "mer.errors", "mer.files", "mer.interrupts", "mer.metrics", "mer.selection", "mer.value_checks", "mer")),
+    ("shared", ("mer.config", "mer.distributed", "mer.errors", "mer.files", "mer.interrupts", "mer.metrics", "mer.selection", "mer.value_checks", "mer")),
 ]
 
 

@@ -42,6 +42,7 @@ def test_a_wheel_in_a_fresh_venv_runs_from_any_folder(tmp_path, tiny_tree):
     composed = run("mer-train", "+sweeps=table3_lr", "--cfg", "job")
     assert composed.returncode == 0 and "name: table3_lr" in composed.stdout, composed.stderr[-2000:]
     assert (site / "mer" / "models" / "kernels" / "mer3dcnn_cpu.cpp").is_file()
+    assert (site / "mer" / "conf" / "hydra" / "launcher" / "slurm.yaml").is_file()  # a group two folders down
     # the stock path: packaging is under test here, not a minute of kernel compilation
     trained = run("mer-train", f"data.root={tiny_tree}", "debug=fast", "model.impl=stock", "data.preprocess_workers=1",
                   "trainer.enable_progress_bar=false")

@@ -108,11 +108,15 @@ def test_a_failure_during_test_leaves_the_run_failed_and_resume_runs_it_again(ma
     (failed,) = runs_of(store, query)
     assert failed.info.status == "FAILED" and "mer.complete" not in failed.data.tags
     assert "simulated failure during test" in failed.data.tags["mer.error"]
-    train(cfg, [])  # resume: the failed run is not a result, so the cell runs again
-    statuses = sorted((r.info.status, r.data.tags.get("mer.complete")) for r in runs_of(store, query))
-    assert statuses == [("FAILED", None), ("FINISHED", "true")]
+    # Resume: the failed run is not a result, so the cell runs again, continuing that run
+    # from its last checkpoint (its training was done: only the test runs again).
+    train(cfg, [])
+    (resumed,) = runs_of(store, query)
+    assert (resumed.info.run_id, resumed.info.status, resumed.data.tags.get("mer.complete")) == (
+        failed.info.run_id, "FINISHED", "true")
+    assert resumed.data.tags["mer.resumed"] == "1" and "mer.error" not in resumed.data.tags
     train(cfg, [])  # and now it is skipped
-    assert len(runs_of(store, query)) == 2
+    assert len(runs_of(store, query)) == 1
 
 
 def test_a_process_killed_during_test_is_not_finished_and_resume_runs_it_again(tmp_path, tiny_tree, shared_dirs):

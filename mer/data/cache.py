@@ -9,6 +9,7 @@ mer (a half-copied cache folder) is preprocessed again."""
 from __future__ import annotations
 
 import csv
+import fcntl
 import hashlib
 import io
 import json
@@ -56,6 +57,7 @@ def cache_key(settings: PreprocessSettings, data_root: Path) -> str:
 class CacheReport:
     ok: list[ClipRecord] = field(default_factory=list)
     failed: list[tuple[ClipRecord, str]] = field(default_factory=list)
+    preprocessed: int = 0  # clips this build preprocessed; the others were cached already
 
 
 def _process(job: tuple[ClipRecord, PreprocessSettings, Path]) -> tuple[ClipRecord, str | None]:
@@ -92,11 +94,23 @@ class ClipCache:
         return self.dir / "failures.csv"
 
     def build(self, records: Sequence[ClipRecord], workers: int | None = None, progress: bool = True) -> CacheReport:
-        """Preprocess every record not cached yet; report the ones that fail, with why."""
+        """Preprocess every record not cached yet; report the ones that fail, with why.
+        One process builds a cache folder at a time: the jobs of a sweep started together
+        (a SLURM array) wait for the first, then find its clips instead of preprocessing
+        them all again."""
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise MerError(f"cannot create {self.dir}: {error.strerror or error}; {WRITE_HINT}") from error
+        with open(self.dir / ".build.lock", "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.info("waiting for another process building %s", self.dir)
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            return self._build(records, workers, progress)
+
+    def _build(self, records: Sequence[ClipRecord], workers: int | None, progress: bool) -> CacheReport:
         report = CacheReport()
         todo = []
         for record in records:
@@ -108,6 +122,7 @@ class ClipCache:
             if path.exists():
                 log.warning("%s is corrupt (a half-copied cache?); preprocessing its clip again", path)
             todo.append((record, self.settings, path))
+        report.preprocessed = len(todo)
         workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
         bar = tqdm(total=len(todo), desc=f"preprocessing clips ({workers} workers)", disable=not progress or not todo, unit="clip")
         try:

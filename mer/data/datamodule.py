@@ -7,11 +7,12 @@ from typing import Sequence
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from mer.data.augment import ClipAugmenter, seed_worker
 from mer.data.cache import ClipCache
 from mer.datasets.records import ClipRecord
+from mer.distributed import ShardSampler
 from mer.data.scaling import input_scaling, scaling_mode
 
 
@@ -42,7 +43,7 @@ class ClipDataModule(pl.LightningDataModule):
 
     def __init__(self, cache: ClipCache, records: Sequence[ClipRecord], classes: Sequence[str], fold: dict,
                  batch_size: int = 20, num_workers: int = 0, augment: ClipAugmenter | None = None,
-                 monitor_heldout: bool = True, scaling: str = "unit"):
+                 monitor_heldout: bool = True, scaling: str = "unit", seed: int = 0):
         super().__init__()
         self.cache = cache
         self.by_id = {r.clip_id: r for r in records}
@@ -51,6 +52,10 @@ class ClipDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.augment = augment or None
+        # The training clips' order draws from a generator of its own, saved in checkpoints
+        # (state_dict): a resumed run sees the order an uninterrupted one would have.
+        self.seed = seed
+        self.train_order = torch.Generator().manual_seed(seed)
         self.val_stages = (["val"] if fold["val"] else []) + (["heldout"] if monitor_heldout else [])
         self.datasets: dict[str, ClipDataset] = {}
         self.scaling = scaling_mode(scaling)
@@ -74,10 +79,26 @@ class ClipDataModule(pl.LightningDataModule):
 
     def _loader(self, part: str, shuffle: bool = False) -> DataLoader:
         dataset = self.datasets[part]
+        world = self.trainer.world_size if self.trainer is not None else 1
+        sampler = None
+        if world > 1:
+            # Chosen here, not by Lightning (the DDP configs set use_distributed_sampler=false):
+            # its sampler pads every part, repeating held-out clips in the figures.
+            rank = self.trainer.global_rank
+            sampler = (DistributedSampler(dataset, world, rank, shuffle=True, seed=self.seed) if shuffle
+                       else ShardSampler(len(dataset), rank, world))
         # Without an augmenter, no worker_init_fn: Lightning then adds its own.
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0,
-                          worker_init_fn=seed_worker if dataset.augment is not None else None)
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                          worker_init_fn=seed_worker if dataset.augment is not None else None,
+                          generator=self.train_order if shuffle else None)
+
+    def state_dict(self) -> dict:
+        return {"train_order": self.train_order.get_state()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if "train_order" in state_dict:
+            self.train_order.set_state(state_dict["train_order"])
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         # One conversion per batch, on the device: bytes are a quarter of floats to collate

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import random
+
+import numpy as np
 
 import pytorch_lightning as pl
 import torch
@@ -31,3 +34,37 @@ class StopOnNonFiniteLoss(pl.Callback):
 
 def learning_rate(trainer: pl.Trainer) -> float | str:
     return trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else "unknown"
+
+
+class ResumeWhereStopped(pl.Callback):
+    """Saves the random generators' states in every checkpoint and, when training resumes
+    from one, restores them at the start of the first resumed epoch: the data order and
+    dropout masks then continue as if the run had never stopped, so a resumed run ends
+    with the weights of an uninterrupted one. Restored there, not at load time, because
+    the sanity check before it draws from torch's generator (one seed per data loader)."""
+
+    def __init__(self):
+        self.pending: dict | None = None
+
+    def state_dict(self) -> dict:
+        # numpy's key array as a tensor: checkpoints must load with torch's weights_only.
+        name, keys, position, has_gauss, gauss = np.random.get_state()
+        states = {"torch": torch.get_rng_state(), "python": random.getstate(),
+                  "numpy": (name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss)}
+        if torch.cuda.is_available():
+            states["cuda"] = torch.cuda.get_rng_state_all()
+        return {"rng_states": states}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.pending = state_dict.get("rng_states")
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.pending is None:
+            return
+        states, self.pending = self.pending, None
+        torch.set_rng_state(states["torch"])
+        random.setstate(states["python"])
+        name, keys, position, has_gauss, gauss = states["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
+        if "cuda" in states and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(states["cuda"])

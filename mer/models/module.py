@@ -8,6 +8,7 @@ figures of the reported model on the held-out clips."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Sequence
 
 import pytorch_lightning as pl
@@ -16,6 +17,11 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from mer.distributed import interleave_shards
+
+# Under DDP Lightning suggests sync_dist for epoch figures; these are computed from
+# torchmetrics states that are already reduced over the processes.
+warnings.filterwarnings("ignore", message=r".*sync_dist=True.* when logging on epoch level in distributed setting")
 from mer.metrics import scores_from_confusion
 
 STAGES = ("train", "val", "heldout", "test")
@@ -51,6 +57,8 @@ class MicroExpressionModule(pl.LightningModule):
         self.val_acc_best = MaxMetric()
         self.epoch_confusion: dict[str, torch.Tensor] = {}  # the last epoch's counts per stage
         self.test_probabilities: list[torch.Tensor] = []  # per test batch, in loader order
+        # The MLflow run training writes, saved in checkpoints so `ckpt_path=` resumes into it.
+        self.run_id: str | None = None
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         return self.net(clips)
@@ -73,9 +81,10 @@ class MicroExpressionModule(pl.LightningModule):
                   **{f"{stage}/{name}": value for name, value in scores_from_confusion(matrix.numpy()).items()}}
         confusion.reset()
         mean_loss.reset()
-        if stage == "val":
+        if stage == "val" and not self.trainer.sanity_checking:
             # lightning-hydra-template's convention: the best inner-validation accuracy so
-            # far, the figure a sweeper may maximise.
+            # far, the figure a sweeper may maximise. The sanity check's few batches before
+            # training (or before a resumed epoch) are no epoch and do not count.
             self.val_acc_best.update(values["val/acc"])
             values["val/acc_best"] = self.val_acc_best.compute()
         self.log_dict(values, add_dataloader_idx=False)
@@ -90,10 +99,6 @@ class MicroExpressionModule(pl.LightningModule):
         _, logits = self._step(batch, "test")
         self.test_probabilities.append(logits.softmax(dim=-1).detach().cpu())
 
-    def on_train_start(self):
-        # The sanity check's few batches must not count as a best epoch.
-        self.val_acc_best.reset()
-
     def on_train_epoch_end(self):
         self._log_epoch("train")
 
@@ -106,6 +111,24 @@ class MicroExpressionModule(pl.LightningModule):
 
     def on_test_epoch_end(self):
         self._log_epoch("test")
+        if self.trainer.world_size > 1:
+            # Each process scored its shard of the held-out clips; every process gets all
+            # of them, in the loader's order (the prediction rows are matched to clips by it).
+            shards = [None] * self.trainer.world_size
+            mine = torch.cat(self.test_probabilities) if self.test_probabilities else torch.empty(0, len(self.class_names))
+            torch.distributed.all_gather_object(shards, mine)
+            self.test_probabilities = [interleave_shards(shards)]
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # Kept out of the state dict (older checkpoints load strictly without it), but a
+        # resumed run must go on from the best so far, not from nothing.
+        checkpoint["val_acc_best"] = self.val_acc_best.max_value.clone()
+        if self.run_id:
+            checkpoint["mer_run_id"] = self.run_id
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if "val_acc_best" in checkpoint:
+            self.val_acc_best.max_value = checkpoint["val_acc_best"].to(self.val_acc_best.max_value.device)
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(params=self.parameters())

@@ -123,9 +123,16 @@ def staged_tree(root: Path) -> Iterator[Path]:
     try:
         yield staging
         atomic_write_text(staging / COMPLETE_MARKER, "written whole by mer's built-in generator\n", WRITE_HINT)
-        if root.exists():
-            root.rmdir()
-        os.replace(staging, root)
+        try:
+            if root.exists():
+                root.rmdir()
+            os.replace(staging, root)
+        except OSError:
+            # Another process wrote the same tree meanwhile (the jobs of a parallel or SLURM
+            # sweep, on first use): its copy is kept.
+            if not (root / COMPLETE_MARKER).is_file():
+                raise
+            shutil.rmtree(staging, ignore_errors=True)
     except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
         if isinstance(error, OSError):  # a workbook or folder on a full disk

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import platform
 import subprocess
 import time
@@ -18,23 +17,24 @@ from importlib import metadata
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param, RunTag, ViewType
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME, MLFLOW_RUN_NOTE
 from omegaconf import DictConfig, OmegaConf
 
+from mer.distributed import is_global_rank_zero
 from mer.errors import MerError
 from mer.interrupts import Interrupted
-from mer.tracking.stale_runs import ERROR_TAG, close_stale_runs, owner_tags
+from mer.tracking.stale_runs import ERROR_TAG, STALE_TAG, close_stale_runs, owner_is_gone, owner_tags
+from mer.tracking.offline import tracking_client
 from mer.tracking.store import ensure_logger_store
+from mer.tracking.sweep_parent import sweep_parent_id
 
 log = logging.getLogger(__name__)
 
 TRACKED_PACKAGES = ("mer", "torch", "pytorch-lightning", "torchmetrics", "hydra-core", "omegaconf", "mlflow",
                     "numpy", "opencv-python-headless", "dlib-bin", "albumentations", "onnxruntime")
-# Jobs read their sweep's parent run id from here: it reaches in-process jobs and the worker
-# processes of other launchers, which inherit the environment.
-PARENT_RUN_ENV = "MER_PARENT_RUN_ID"
 # Set, with status FINISHED, only once a run's results, predictions and artifacts are all
 # logged: sweep resume and the tables count a run only when both say so.
 COMPLETE_TAG = "mer.complete"
@@ -42,6 +42,10 @@ CELL_TAG = "mer.cell_hash"  # a run's settings less its seed: its runs over seed
 # A sweep run's settings less its sweep's varied keys and the seed (the tables' grouping).
 FIXED_SETTINGS_TAG = "mer.fixed_settings_hash"
 SWEEP_VARIED_TAG = "mer.sweep_varied"  # the config keys a sweep's table varies, comma-separated
+# Where a run's checkpoints go; `last.ckpt` there is what resuming continues from.
+CHECKPOINT_DIR_TAG = "mer.checkpoint_dir"
+LAST_CHECKPOINT = "last.ckpt"
+RESUMED_TAG = "mer.resumed"  # how many times the run was continued from a checkpoint
 COMPLETE_FILTER = f"attributes.status = 'FINISHED' and tags.`{COMPLETE_TAG}` = 'true'"
 # Runs this process created and has not closed yet, with their store's client.
 _OPEN_RUNS: dict[str, MlflowClient] = {}
@@ -61,7 +65,7 @@ SHORT_NAMES = {key: name for name, key in COMPARED_PARAMS.items()}
 NAMED_SETTINGS = ("optim.lr", "model.dropout", "trainer.max_epochs")
 # Left out of run names: where a run reads and writes, and how it looks, not what it
 # computes (all overrides are still in the `mer.overrides` tag). Seed is appended last.
-UNNAMED_KEYS = ("seed", "test", "sweeps", "hydra.", "paths.", "logger.", "trainer.enable_", "data.root", "data.generator",
+UNNAMED_KEYS = ("seed", "test", "sweeps", "ckpt_path", "resume", "hydra.", "paths.", "logger", "trainer.enable_", "data.root", "data.generator",
                 "data.preprocess_workers", "data.num_workers")
 
 
@@ -111,7 +115,7 @@ def run_name(cfg: DictConfig, overrides: Sequence[str]) -> str:
 # sweeper reads from it: not what it computes; and `module` / `datamodule`, which only
 # repeat other groups' values by interpolation. Dotted keys; `*` is a wildcard.
 NOT_SETTINGS = ("paths", "logger", "metric_loggers", "sweep", "hydra", "optimized_metric", "allow_heldout_objective",
-                "module", "datamodule",
+                "module", "datamodule", "ckpt_path", "resume",
                 "trainer.default_root_dir", "trainer.enable_progress_bar", "trainer.enable_model_summary",
                 "data.preprocess_workers", "data.num_workers", "callbacks.*.dirpath")
 
@@ -141,16 +145,44 @@ def config_hash(cfg: DictConfig, leave_out: Sequence[str] = ()) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def finished_run(cfg: DictConfig, key: str, sweep: str):
-    """A complete run of the same sweep and config, if the store has one."""
+def same_config_runs(cfg: DictConfig, key: str, sweep: str | None, condition: str) -> list:
+    """Runs of this config (and sweep, if given) meeting `condition`, newest first."""
     client = MlflowClient(cfg.logger.tracking_uri)
     experiment = client.get_experiment_by_name(cfg.logger.experiment_name)
     if experiment is None:
-        return None
-    found = client.search_runs([experiment.experiment_id],
-                               f"tags.`mer.config_hash` = '{key}' and tags.`mer.sweep_name` = '{sweep}' and "
-                               + COMPLETE_FILTER, max_results=1)
+        return []
+    query = f"tags.`mer.config_hash` = '{key}'" + (f" and tags.`mer.sweep_name` = '{sweep}'" if sweep else "")
+    return client.search_runs([experiment.experiment_id], f"{query} and {condition}", run_view_type=ViewType.ACTIVE_ONLY,
+                              max_results=1000, order_by=["attributes.start_time DESC"])
+
+
+def finished_run(cfg: DictConfig, key: str, sweep: str):
+    """A complete run of the same sweep and config, if the store has one."""
+    found = same_config_runs(cfg, key, sweep, COMPLETE_FILTER)
     return found[0] if found else None
+
+
+def resumable_run(cfg: DictConfig, key: str, sweep: str | None) -> tuple[str, Path] | None:
+    """The newest run of this config (and sweep) that stopped before it finished and left
+    a last checkpoint behind: (its run id, that checkpoint). A run still RUNNING counts
+    when its process is gone (kill -9); under DDP, the other ranks also take the one
+    their rank zero has just reopened, so that every process continues from it."""
+    follower = not is_global_rank_zero()
+    for run in same_config_runs(cfg, key, sweep, "attributes.status != 'FINISHED'"):
+        if run.info.status == "RUNNING" and not (follower or owner_is_gone(run.data.tags)):
+            continue
+        folder = run.data.tags.get(CHECKPOINT_DIR_TAG)
+        if folder and (Path(folder) / LAST_CHECKPOINT).is_file():
+            return run.info.run_id, Path(folder) / LAST_CHECKPOINT
+    return None
+
+
+def stored_run(tracking_uri: str, run_id: str):
+    """Run `run_id` of that store, or None when the store has no such run."""
+    try:
+        return MlflowClient(tracking_uri).get_run(run_id)
+    except MlflowException:
+        return None
 
 
 def git_state(cwd: Path) -> dict[str, str]:
@@ -272,13 +304,21 @@ def describe(error: BaseException) -> str:
 
 @contextmanager
 def tracked_run(cfg: DictConfig, overrides: Sequence[str], extra_tags: dict[str, str] | None = None,
-                parent: TrackedRun | str | None = None, name_suffix: str = "") -> Iterator[TrackedRun]:
+                parent: TrackedRun | str | None = None, name_suffix: str = "",
+                continue_run: str | None = None) -> Iterator[TrackedRun]:
     """A run that ends FINISHED (tagged complete) when the block ends, KILLED when a signal
     stopped it, or FAILED with the error in `mer.error`; nothing else sets its status.
-    With `parent`, it is nested under that run in the MLflow UI (one fold of a protocol)."""
+    With `parent`, it is nested under that run in the MLflow UI (one fold of a protocol);
+    with `continue_run`, that stopped run is reopened instead of a new one created. Under
+    DDP only global rank zero writes: the other processes get a handle that keeps nothing."""
+    if not is_global_rank_zero():
+        yield OtherRankRun()
+        return
     logger = cfg.logger
     experiment_id = ensure_logger_store(logger)
-    client = MlflowClient(logger.tracking_uri)
+    # On a tracking server, the run (and its close_run calls) follows it into a local store
+    # if the server stops answering.
+    client = tracking_client(logger)
     close_stale_runs(client, [experiment_id])
     name = logger.get("run_name") or run_name(cfg, overrides)
     name = f"{name} {name_suffix}".strip()
@@ -286,7 +326,10 @@ def tracked_run(cfg: DictConfig, overrides: Sequence[str], extra_tags: dict[str,
             **git_state(Path(__file__).resolve().parent), **environment_tags(), **(extra_tags or {})}
     if parent is not None:
         tags[MLFLOW_PARENT_RUN_ID] = parent.run_id if isinstance(parent, TrackedRun) else parent
-    run = client.create_run(experiment_id, run_name=name, tags=tags)
+    if continue_run:
+        run = reopen_run(client, continue_run, tags, overrides)
+    else:
+        run = client.create_run(experiment_id, run_name=name, tags=tags)
     handle = TrackedRun(client, run.info.run_id, logger.tracking_uri)
     hold_open(client, handle.run_id)
     try:
@@ -310,9 +353,42 @@ def tracked_run(cfg: DictConfig, overrides: Sequence[str], extra_tags: dict[str,
                            f"({logger.tracking_uri}); see the error above")
 
 
+def reopen_run(client: MlflowClient, run_id: str, tags: dict[str, str], overrides: Sequence[str]):
+    """Run `run_id`, RUNNING again and owned by this process, for training to continue in:
+    what its earlier end recorded (the error, a stale owner) no longer describes it. Its
+    name and first command line stay; this one is added."""
+    run = client.get_run(run_id)
+    for stale in (ERROR_TAG, STALE_TAG, MLFLOW_RUN_NOTE, COMPLETE_TAG):
+        if stale in run.data.tags:
+            client.delete_tag(run_id, stale)
+    resumed = int(run.data.tags.get(RESUMED_TAG, "0")) + 1
+    kept = {k: v for k, v in tags.items() if k not in (MLFLOW_RUN_NAME, "mer.overrides")}
+    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in {**kept, RESUMED_TAG: str(resumed),
+                                                              f"mer.overrides_resume{resumed}": " ".join(overrides)}.items()])
+    client.update_run(run_id, "RUNNING")
+    log.info("continuing run %s (%s) from its last checkpoint", run_id, run.info.run_name)
+    return client.get_run(run_id)
+
+
+class OtherRankRun:
+    """The run handle of a DDP process other than rank zero: it writes nothing (rank zero
+    writes the one record) and has no run id of its own."""
+
+    run_id = ""
+    tracking_uri = ""
+
+    def _discard(self, *args, **kwargs) -> None:
+        pass
+
+    log_params = log_metrics = set_tags = log_artifact = log_text = log_figure = _discard
+
+
 def record_refused(cfg: DictConfig, overrides: Sequence[str], error: str) -> str:
     """A FAILED run, nested under the sweep's parent, for a sweep job refused before its run
-    began (a bad value): the sweep's record then shows the cell that never ran, and why."""
+    began (a bad value): the sweep's record then shows the cell that never ran, and why.
+    Under DDP, rank zero records it once."""
+    if not is_global_rank_zero():
+        return ""
     logger = cfg.logger
     client = MlflowClient(logger.tracking_uri)
     try:
@@ -320,7 +396,7 @@ def record_refused(cfg: DictConfig, overrides: Sequence[str], error: str) -> str
     except Exception:  # the refused value may not even resolve
         name = " ".join(overrides)
     tags = {MLFLOW_RUN_NAME: f"{name} (refused)", "mer.overrides": " ".join(overrides), **owner_tags()}
-    parent = os.environ.get(PARENT_RUN_ENV)
+    parent = sweep_parent_id(logger)
     if parent:
         tags[MLFLOW_PARENT_RUN_ID] = parent
     run = client.create_run(ensure_logger_store(logger), run_name=tags[MLFLOW_RUN_NAME], tags=tags)

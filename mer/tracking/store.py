@@ -7,6 +7,10 @@ from pathlib import Path
 
 import mlflow
 from mlflow.tracking import MlflowClient
+from omegaconf.errors import InterpolationResolutionError
+
+from mer.errors import MerError
+from mer.tracking.server import LOST_SERVERS, apply_http_settings, check_server, is_server
 
 
 # MLflow 3's UI opens an experiment in its GenAI view (traces, prompts) unless it says it
@@ -26,7 +30,14 @@ EXPERIMENT_TAGS = {
 def ensure_store(tracking_uri: str, experiment_name: str, artifact_location: str | None = None) -> str:
     """Create the store (sqlite migrations run on first use, ~1 s) and the experiment;
     return the experiment id. Parallel jobs racing on a fresh sqlite store can fail, so
-    the Hydra callback calls this in the parent before a sweep starts."""
+    the Hydra callback calls this in the parent before a sweep starts. A tracking server
+    must answer first (in seconds, or one line says it does not), and decides itself
+    where artifacts go: a path of this machine as location would send every client's
+    artifacts to its own disk."""
+    if is_server(tracking_uri):
+        check_server(tracking_uri)
+        if artifact_location and (artifact_location.startswith("file:") or "://" not in artifact_location):
+            artifact_location = None
     if not tracking_uri.startswith("sqlite:///"):
         return _ensure_experiment(MlflowClient(tracking_uri), experiment_name, artifact_location)
     database = Path(tracking_uri.removeprefix("sqlite:///"))
@@ -42,8 +53,25 @@ def ensure_store(tracking_uri: str, experiment_name: str, artifact_location: str
 
 
 def ensure_logger_store(logger) -> str:
-    """`ensure_store` for a run config's `logger` group."""
-    return ensure_store(logger.tracking_uri, logger.experiment_name, logger.get("artifact_location"))
+    """`ensure_store` for a run config's `logger` group; on a tracking server, with MLflow's
+    HTTP retries bounded by its `http_*` keys. Once this process has lost that server, the
+    experiment of the local store its runs continue in (`mer.tracking.offline`)."""
+    uri = tracking_uri(logger)
+    if uri in LOST_SERVERS:
+        return ensure_store(LOST_SERVERS[uri].uri, logger.experiment_name, LOST_SERVERS[uri].artifact_location or None)
+    if is_server(uri):
+        apply_http_settings(logger)
+    return ensure_store(uri, logger.experiment_name, logger.get("artifact_location"))
+
+
+def tracking_uri(logger) -> str:
+    try:
+        return logger.tracking_uri
+    except InterpolationResolutionError as error:
+        if "MLFLOW_TRACKING_URI" not in str(error):
+            raise
+        raise MerError("logger=mlflow_server reads the tracking server's address from MLFLOW_TRACKING_URI, which is not "
+                       "set: export MLFLOW_TRACKING_URI=http://127.0.0.1:5001 (where make mlflow-server starts one)") from None
 
 
 def _ensure_experiment(client: MlflowClient, experiment_name: str, artifact_location: str | None) -> str:
@@ -51,12 +79,18 @@ def _ensure_experiment(client: MlflowClient, experiment_name: str, artifact_loca
     if experiment is None:
         location = Path(artifact_location).resolve().as_uri() if artifact_location and "://" not in artifact_location else artifact_location
         try:
-            client.create_experiment(experiment_name, artifact_location=location)
+            # Tagged as it is created: jobs racing to tag it afterwards collide on the server.
+            client.create_experiment(experiment_name, artifact_location=location, tags=EXPERIMENT_TAGS)
         except mlflow.exceptions.MlflowException:
             pass  # another process created it between our lookup and create
         experiment = client.get_experiment_by_name(experiment_name)
     # Set once; a user who changes them in the UI keeps the change.
     for key, value in EXPERIMENT_TAGS.items():
         if key not in experiment.tags:
-            client.set_experiment_tag(experiment.experiment_id, key, value)
+            try:
+                client.set_experiment_tag(experiment.experiment_id, key, value)
+            except mlflow.exceptions.MlflowException:
+                # Two jobs adding the same tag at once: a SQL server refuses the second insert.
+                if key not in client.get_experiment(experiment.experiment_id).tags:
+                    raise
     return experiment.experiment_id

@@ -17,7 +17,7 @@ from mer.data.index import index_dataset
 from mer.datasets.smic_hs import index_smic_hs
 from mer.errors import MerError
 from mer.preprocess.pipeline import PreprocessSettings
-from mer.synthetic.generator import COMPLETE_MARKER, GeneratorSettings
+from mer.synthetic.generator import COMPLETE_MARKER, GeneratorSettings, staged_tree
 from mer.synthetic.layout_writers import LAYOUTS, generate_layout, generate_smic_hs
 
 SMALL = GeneratorSettings(subjects=2, clips_per_subject=2, min_frames=10, max_frames=10)
@@ -128,3 +128,15 @@ def test_marked_tree_is_used_as_it_is_and_a_missing_one_is_written(small_tree, t
     new = tmp_path / "new"
     records, _ = index_dataset(smic_config(new), progress=False)
     assert len(records) == SMALL.subjects * SMALL.clips_per_subject and (new / COMPLETE_MARKER).is_file()
+
+
+def test_a_tree_written_meanwhile_by_another_process_is_kept(tmp_path):
+    """The jobs of a parallel or SLURM sweep all write the built-in data on first use: the
+    first to finish keeps its tree, the others drop theirs and use it instead of failing."""
+    root = tmp_path / "smic"
+    with staged_tree(root) as late:
+        (late / "whose").write_text("late")
+        with staged_tree(root) as early:
+            (early / "whose").write_text("early")
+    assert (root / "whose").read_text() == "early" and (root / COMPLETE_MARKER).is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["smic"], "no staging folder is left behind"

@@ -84,6 +84,27 @@ def test_the_next_run_closes_a_run_whose_process_is_gone(make_cfg):
     assert client.get_run(orphan.run_id).data.tags["mer.stale"] == "true"
 
 
+def test_a_run_of_another_host_is_left_alone_and_listed_by_cleanup(make_cfg):
+    """Another host's process cannot be seen from here: cleanup neither closes its run
+    nor stays silent about it (a run of a SLURM job is judged by SLURM: tests/cluster)."""
+    from mlflow.tracking import MlflowClient
+
+    from mer.tracking.runs import tracked_run
+
+    cfg = make_cfg("logger.run_name=elsewhere")
+    with tracked_run(cfg, []) as other:
+        pass
+    client = MlflowClient(cfg.logger.tracking_uri)
+    client.update_run(other.run_id, "RUNNING")
+    client.set_tag(other.run_id, "mer.host", "node-elsewhere")
+    store = cfg.logger.tracking_uri.removeprefix("sqlite:///")
+    done = cleanup(store)
+    assert done.returncode == 0 and done.stdout.startswith("closed 0 run(s)")
+    assert f"{other.run_id} 'elsewhere' on node-elsewhere" in done.stdout
+    assert client.get_run(other.run_id).info.status == "RUNNING"
+    client.set_terminated(other.run_id, "FAILED")  # the session's shared store stays tidy
+
+
 def test_a_store_on_a_full_disk_never_leaves_the_run_running(train_overrides, small_disk, tmp_path):
     """The error that ends the run is the one reported, not the store's; the run is closed,
     by the process itself or, if the store could take nothing, by cleanup afterwards."""
