@@ -95,6 +95,8 @@ def test_ckpt_path_of_a_finished_run_or_other_settings_is_refused_in_one_line(ma
         train(make_cfg(*EPOCHS, "optim.lr=0.01", f"logger.tracking_uri={uri}", f"ckpt_path={checkpoint}"))
 
 
+# slow: about 30 s, and the default run is near its 20 min line; `make test-all` runs it.
+@pytest.mark.slow
 def test_a_sweep_run_again_after_a_crash_finishes_the_interrupted_cell_from_its_checkpoint(
         train_overrides, tmp_path):
     store = tmp_path / "mlflow.db"

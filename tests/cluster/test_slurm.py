@@ -102,6 +102,8 @@ def test_a_slurm_sweep_runs_each_cell_as_a_job_under_one_parent(slurm_partition,
     assert f"{sys.executable} -u -m submitit.core._submit" in script.read_text()
 
 
+# slow: about 25 s, and the default run is near its 20 min line; `make test-all` runs it.
+@pytest.mark.slow
 def test_a_cancelled_slurm_job_ends_the_sweep_failed_instead_of_waiting_forever(slurm_partition, train_overrides, tmp_path):
     # Without accounting (slurmdbd) submitit cannot tell a cancelled job from a running one
     # and the launching process would wait for its result forever.
