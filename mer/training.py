@@ -32,7 +32,7 @@ from mer.selection import check_monitors
 from mer.value_checks import check_values
 from mer.tracking.runs import (CELL_TAG, CHECKPOINT_DIR_TAG, FIXED_SETTINGS_TAG, SWEEP_VARIED_TAG, TrackedRun,
                                config_hash, finished_run, resumable_run, stored_run, tracked_run)
-from mer.tracking.sweep_parent import sweep_parent_id
+from mer.tracking.sweep_parent import multirun_sweep_dir, sweep_parent_id
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +233,7 @@ def check_processes(trainer: pl.Trainer) -> None:
     if trainer._accelerator_connector.use_distributed_sampler:
         raise MerError("with several processes set trainer.use_distributed_sampler=false (trainer=ddp does): "
                        "Lightning's sampler repeats held-out clips to even out the shards")
-    if isinstance(trainer.strategy.launcher, _SubprocessScriptLauncher) and "mer.sweep_dir" in hydra_tags():
+    if isinstance(trainer.strategy.launcher, _SubprocessScriptLauncher) and multirun_sweep_dir() is not None:
         raise MerError("a multirun cell cannot start its own DDP processes (Lightning would start the whole sweep in "
                        "each); use hydra/launcher=slurm, which gives each cell one task per device, or run the cell "
                        "on its own: python train.py trainer=ddp ...")
