@@ -73,13 +73,61 @@ def _tables(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from mer.evaluation import load_checkpoint
-    from mer.models.export import export_onnx
+    from mer.spotting.model import export_checked, load_trained
 
-    module, run_cfg = load_checkpoint(Path(args.checkpoint))
-    out = export_onnx(module.net, Path(args.output), run_cfg.preprocess.depth, run_cfg.preprocess.size)
-    print(f"wrote {out} (input 'clips' N x 1 x {run_cfg.preprocess.depth} x {run_cfg.preprocess.size}"
-          f" x {run_cfg.preprocess.size}, output 'logits' N x {len(run_cfg.data.classes)}: {', '.join(run_cfg.data.classes)})")
+    model = load_trained(Path(args.checkpoint))
+    check = export_checked(model, Path(args.output))
+    depth, size = model.settings.depth, model.settings.size
+    print(f"wrote {check.path} (input 'clips' N x 1 x {depth} x {size} x {size}, output 'logits' N x {len(model.classes)}: "
+          f"{', '.join(model.classes)}); ONNX and PyTorch probabilities differ by at most {check.max_abs_difference:.2e} "
+          f"on {check.batch} random windows (kept in the file's metadata with the checkpoint's SHA-256)")
+
+
+def _model_overrides(args: argparse.Namespace) -> list[str]:
+    """The shorthand flags as the `predict` config's keys, before the explicit overrides."""
+    flags = {"backend": args.backend, "fps": getattr(args, "fps", None)}
+    return [f"{key}={value}" for key, value in flags.items() if value is not None] + list(args.overrides)
+
+
+def _trained_model(args: argparse.Namespace, cfg, run_id: str | None = None):
+    from mer.spotting.model import load_trained
+
+    return load_trained(Path(args.checkpoint) if args.checkpoint else None, run_id or args.run_id,
+                        args.tracking_uri or cfg.logger.tracking_uri)
+
+
+def _truth(text: str):
+    from mer.spotting.predict import TruthInterval
+
+    span, _, label = text.partition(":")
+    try:
+        onset, offset = (int(v) for v in span.split("-"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not ONSET-OFFSET[:label] (frame indices from 0)") from None
+    return TruthInterval(onset, offset, label)
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from mer.config import compose_config
+    from mer.spotting.predict import predictor, summary_line, write_prediction
+
+    cfg = compose_config("predict", _model_overrides(args))
+    source = Path(args.input)
+    prediction = predictor(cfg, _trained_model(args, cfg))(source)
+    files = write_prediction(prediction, Path(args.output or Path(cfg.output_dir) / source.stem), source.stem, args.truth)
+    if prediction.message:
+        print(f"warning: {prediction.message}", file=sys.stderr)
+    print(summary_line(prediction, files))
+
+
+def _spot_eval(args: argparse.Namespace) -> None:
+    from mer.config import compose_config
+    from mer.spotting.evaluation import spot_eval
+
+    cfg = compose_config("predict", _model_overrides(args))
+    models = [_trained_model(args, cfg, run_id) for run_id in args.run_id] if args.run_id else [_trained_model(args, cfg)]
+    result = spot_eval(cfg, models, args.overrides)
+    print(result.report())
 
 
 def _runs_cleanup(args: argparse.Namespace) -> None:
@@ -184,6 +232,30 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("checkpoint", help="a .ckpt written by train.py (see the run's checkpoints/ artifacts)")
     export.add_argument("output", help="the .onnx file to write")
     export.set_defaults(handler=_export)
+    for name, help_text in (("predict", "run a trained model over a long video or frame folder: per-window class "
+                                        "probabilities, spotted intervals, CSV, JSON and a timeline PNG"),
+                            ("spot-eval", "spot and recognise micro-expressions over a long-video dataset (default: the "
+                                          "built-in SMIC-E recordings); MEGC metrics logged to MLflow")):
+        command = commands.add_parser(name, help=help_text)
+        if name == "predict":
+            command.add_argument("input", help="a video file (mp4, avi, ...) or a folder of numbered frames")
+        model = command.add_mutually_exclusive_group(required=True)
+        if name == "predict":
+            model.add_argument("--run-id", help="an MLflow run of train.py (its logged checkpoint)")
+        else:
+            model.add_argument("--run-id", action="append", help="an MLflow run of train.py (its logged checkpoint); "
+                                                                 "repeat it for the runs of a LOSO sweep on this tree")
+        model.add_argument("--checkpoint", help="a .ckpt written by train.py")
+        command.add_argument("--tracking-uri", help="the store --run-id is in (default: logger.tracking_uri)")
+        command.add_argument("--backend", choices=["torch", "onnx"], help="shorthand for backend=...")
+        if name == "predict":
+            command.add_argument("--fps", type=float, help="frame folders: frames per second (a video's own rate wins)")
+            command.add_argument("-o", "--output", help="folder for the files (default: output_dir/<input name>)")
+            command.add_argument("--truth", action="append", type=_truth, default=[], metavar="ONSET-OFFSET[:LABEL]",
+                                 help="an annotated interval to draw on the timeline (repeatable)")
+        command.add_argument("overrides", nargs="*", help="Hydra overrides of conf/predict.yaml, e.g. window.stride=2 "
+                                                          "spotting.threshold=4 faces.redetect=every")
+        command.set_defaults(handler=_predict if name == "predict" else _spot_eval)
     runs = commands.add_parser("runs", help="tracking-store upkeep")
     runs_commands = runs.add_subparsers(dest="runs_command", required=True)
     cleanup = runs_commands.add_parser("cleanup", help="close FAILED the runs left RUNNING by a process that is gone "
@@ -207,7 +279,13 @@ def main(argv: list[str] | None = None) -> int:
     ui.add_argument("--port", type=int, default=5000)
     ui.add_argument("--dry-run", action="store_true", help="print the addresses and the server command, start nothing")
     ui.set_defaults(handler=_ui)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # Hydra overrides after the options (`mer predict v.mp4 --checkpoint c.ckpt window.stride=2`)
+    # are left over by argparse, which ends a positional list at the first option.
+    if extra and (not hasattr(args, "overrides") or any(e.startswith("-") or "=" not in e for e in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 

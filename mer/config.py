@@ -98,9 +98,13 @@ def instantiate_with(node, **runtime):
     return instantiate(node, _partial_=True)(**runtime)
 
 
-def compose_train(overrides):
-    """`conf/train.yaml` with command-line style overrides, outside `@hydra.main`."""
+def compose_config(name: str, overrides):
+    """`conf/<name>.yaml` with command-line style overrides, outside `@hydra.main`."""
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        return compose("train", overrides=list(overrides))
+        return compose(name, overrides=list(overrides))
+
+
+def compose_train(overrides):
+    return compose_config("train", overrides)

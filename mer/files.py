@@ -51,3 +51,14 @@ def process_exists(pid: int) -> bool:
     except PermissionError:
         pass
     return True
+
+
+def file_sha256(path: Path) -> str:
+    """The whole file's SHA-256, read in blocks (checkpoints run to megabytes)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

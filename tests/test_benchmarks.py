@@ -42,3 +42,31 @@ def test_ratios_print_rounded_down_so_a_near_miss_never_reads_as_the_target():
     assert training_speed.ratio_text(1.2999) == "1.29x"
     assert training_speed.ratio_text(1.5 / 1.2) == "1.25x"  # 1.2499999999999998 in floats
     assert training_speed.ratio_text(3.0) == "3.00x"
+
+
+def test_long_video_report_gives_the_verdict_and_where_the_time_goes(capsys):
+    import long_video
+
+    def rounds(seconds, **inside):
+        return [{"seconds": s, "frames": 1000, **{k: v[i] for k, v in inside.items()}} for i, s in enumerate(seconds)]
+
+    runs = {
+        # 99.99 frames/s: a near miss must read as one
+        "torch fused": rounds([10.0001, 12.0, 9.0], model_s=[1.5, 1.4, 1.6]),
+        "onnxruntime": rounds([9.5, 9.9, 9.0], model_s=[1.0, 1.0, 1.0]),
+        "no model (zeros)": rounds([8.0, 8.2, 7.9], faces_s=[6.0, 6.1, 5.9]),
+        "decode only": rounds([1.0, 1.1, 0.9]),
+    }
+    speed = {(name, batch): [value, value * 2, value / 2] for batch in (1, 20)
+             for name, value in (("torch fused", 50.0), ("torch stock", 10.0), ("onnxruntime", 100.0))}
+    long_video.report(runs, speed)
+    out = capsys.readouterr().out
+    assert "predict, PyTorch fused: 100.0 frames/s, 0.99x the 100 frames/s target: not met" in out
+    assert "predict, onnxruntime: 105.3 frames/s, 1.05x the 100 frames/s target: target met" in out
+    # stages: decode 1.0, faces 6.0, model 1.5, the rest 10.0 - 8.5 ms/frame
+    assert "face detection + landmarks (dlib)                  6.00     60%" in out
+    assert "alignment, warp, windows, spotting                 1.50     15%" in out
+    assert "not met by 0.00 ms/frame over the 10.0 ms/frame budget: face detection + landmarks (dlib) alone " \
+           "takes 6.00 ms/frame (60% of the budget), the other stages 4.00" in out
+    assert "torch fused          1      50.0     100.0     5.00x" in out
+    assert "onnxruntime         20     100.0     200.0    10.00x" in out

@@ -94,7 +94,9 @@ class ClipDataModule(pl.LightningDataModule):
                           generator=self.train_order if shuffle else None)
 
     def state_dict(self) -> dict:
-        return {"train_order": self.train_order.get_state()}
+        # The input scaling travels too: `mer predict` must scale a new video's windows
+        # exactly as this fold's clips were (mean_max takes its numbers from them).
+        return {"train_order": self.train_order.get_state(), "input_offset": self.offset, "input_scale": self.scale}
 
     def load_state_dict(self, state_dict: dict) -> None:
         if "train_order" in state_dict:

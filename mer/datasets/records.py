@@ -19,6 +19,7 @@ class ClipRecord:
     onset: int | None = None  # indices from the clip's first frame, when annotated
     apex: int | None = None
     source: str = ""  # dataset name
+    offset: int | None = None  # the micro-expression's last frame, where a long video annotates it
 
     def open(self) -> FrameSource:
         return FrameSource(self.path, self.frames)

@@ -38,7 +38,7 @@ def _marks(row: Mapping[str, object], numbers: Sequence[int]) -> Marks:
     if start is None or end is None:
         raise SkipRow(f"OnsetF..OffsetF {onset}..{offset} is not inside the video's frames "
                       f"{numbers[0] - shift}..{numbers[-1] - shift} (FirstF {first})")
-    return Marks(start, start + (end - start + 1) // 2, tuple(notes))
+    return Marks(start, start + (end - start + 1) // 2, tuple(notes), end)
 
 
 SMIC_E = AnnotatedLayout(

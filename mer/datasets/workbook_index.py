@@ -29,6 +29,7 @@ class Marks:
     onset: int | None
     apex: int | None
     notes: tuple[str, ...] = ()  # problems worked around; the clip is kept
+    offset: int | None = None  # long videos: where the micro-expression ends
 
 
 @dataclass(frozen=True)
@@ -213,5 +214,6 @@ def _row_record(layout: AnnotatedLayout, row: Mapping[str, object], subjects: Ma
     notes.extend(marks.notes)
     subject = layout.subject_id(number)
     record = ClipRecord(layout.clip_id(subject, folder.name), subject, label, folder, tuple(frames),
-                        onset=marks.onset, apex=marks.apex, source=layout.name)
+                        onset=marks.onset, apex=marks.apex, source=layout.name,
+                        offset=marks.offset)
     return record, notes

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -59,22 +59,78 @@ def read_gray(path: Path) -> np.ndarray:
 
 
 def read_video_gray(path: Path) -> list[np.ndarray]:
-    path = Path(path)
-    if not path.is_file():
-        raise MerError(f"{path}: video file does not exist")
-    capture = cv2.VideoCapture(str(path))
-    frames: list[np.ndarray] = []
-    try:
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
-    finally:
-        capture.release()
+    stream = FrameStream(path)
+    frames = [frame for frame in stream if frame is not None]
     if not frames:
         raise MerError(f"{path}: no frames could be decoded (empty, corrupt or unsupported video)")
     return frames
+
+
+class FrameStream:
+    """A video or a frame folder read one frame at a time, greyscale, resized to `size`
+    (w, h) when given: memory stays flat over hours of recording.
+
+    Iterating yields each frame, or None for a frame folder's unreadable image (a gap the
+    caller must not bridge). A video that stops decoding before the frame count its
+    header announces (a truncated file) ends early, and `problem` says where."""
+
+    def __init__(self, path: Path, frames: Sequence[Path] = (), size: Sequence[int] | None = None,
+                 fps: float | None = None):
+        self.path = Path(path)
+        self.size = tuple(size) if size is not None else None
+        self.frames = list(frames)
+        self.fps = fps
+        self.announced: int | None = None
+        self.problem: str | None = None
+        self._capture = None
+        if self.frames:
+            self.announced = len(self.frames)
+        elif self.path.is_dir():
+            self.frames = list_frames(self.path)
+            self.announced = len(self.frames)
+        elif not self.path.exists():
+            raise MerError(f"{self.path}: does not exist (no such video file or frame folder)")
+        elif self.path.suffix.lower() not in VIDEO_SUFFIXES:
+            raise MerError(f"{self.path}: neither a frame folder nor a video ({sorted(VIDEO_SUFFIXES)})")
+        else:
+            self._capture = cv2.VideoCapture(str(self.path))
+            if not self._capture.isOpened():
+                raise MerError(f"{self.path}: no frames could be decoded (empty, corrupt or unsupported video)")
+            count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT))
+            self.announced = count if count > 0 else None
+            rate = self._capture.get(cv2.CAP_PROP_FPS)
+            # The file's own rate wins: a --fps given for a folder must not rescale a video.
+            self.fps = rate if rate and rate > 0 else fps
+
+    def _resized(self, gray: np.ndarray) -> np.ndarray:
+        if self.size is None or gray.shape == (self.size[1], self.size[0]):
+            return gray
+        return cv2.resize(gray, self.size, interpolation=cv2.INTER_AREA)
+
+    def __iter__(self) -> Iterator[np.ndarray | None]:
+        if self._capture is None:
+            for path in self.frames:
+                try:
+                    yield self._resized(read_gray(path))
+                except MerError as error:
+                    log.warning("%s", error)
+                    yield None
+            return
+        decoded = 0
+        try:
+            while True:
+                ok, frame = self._capture.read()
+                if not ok:
+                    break
+                decoded += 1
+                yield self._resized(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
+        finally:
+            self._capture.release()
+        if decoded == 0:
+            self.problem = f"{self.path}: no frames could be decoded (empty, corrupt or unsupported video)"
+        elif self.announced and decoded < self.announced:
+            self.problem = (f"{self.path}: decoding stopped after {decoded} of the {self.announced} frames its header "
+                            "announces (a truncated or damaged file); the frames before are used")
 
 
 class FrameSource:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -86,31 +86,42 @@ def geometry_for(gray: np.ndarray, backend: FaceBackend, settings: PreprocessSet
 
 def preprocess_frames(frames: Sequence[np.ndarray], reference: np.ndarray, settings: PreprocessSettings,
                       backend: FaceBackend | None = None, timer: StageTimer | None = None) -> np.ndarray:
-    """(depth, size, size) uint8 from already-selected greyscale frames.
+    """(depth, size, size) uint8 from already-selected greyscale frames (see `window_clip`)."""
+    backend = backend or face_backend(settings)
+    timer = timer or NullTimer()
+    images = [reference, *frames]
+    return window_clip(range(1, len(images)), 0, images.__getitem__,
+                       lambda i: geometry_for(images[i], backend, settings, timer), settings, timer)
+
+
+def window_clip(indices: Sequence[int], reference: int, frame: Callable[[int], np.ndarray],
+                geometry: Callable[[int], ClipGeometry | None], settings: PreprocessSettings,
+                timer: StageTimer | None = None) -> np.ndarray:
+    """(len(indices), size, size) uint8: frames by index through `frame`, their faces through
+    `geometry` (a long video caches it per frame index).
 
     Reference mode finds the face once, on `reference` (the onset), and applies that
     geometry to every frame: per-frame landmark jitter is larger than a micro-expression
     and would drown it. If the reference has no face, the selected frames are tried in
     order. Per-frame mode re-detects on each frame; where a frame has no face it reuses
     the last good geometry (`on_missing_face=reuse`) or fails the clip (`skip`)."""
-    backend = backend or face_backend(settings)
     timer = timer or NullTimer()
-    geometry = None
-    for candidate in (reference, *frames):
-        geometry = geometry_for(candidate, backend, settings, timer)
-        if geometry is not None:
+    found = None
+    for candidate in (reference, *indices):
+        found = geometry(candidate)
+        if found is not None:
             break
-    if geometry is None:
+    if found is None:
         raise MerError("no face found in the reference frame nor in any selected frame")
-    out = np.empty((len(frames), settings.size, settings.size), dtype=np.uint8)
-    for i, gray in enumerate(frames):
+    out = np.empty((len(indices), settings.size, settings.size), dtype=np.uint8)
+    for i, index in enumerate(indices):
         if settings.alignment == "per_frame":
-            found = geometry_for(gray, backend, settings, timer)
-            if found is None and settings.on_missing_face == "skip":
+            own = geometry(index)
+            if own is None and settings.on_missing_face == "skip":
                 raise MerError(f"no face in selected frame {i} (preprocess.on_missing_face=skip)")
-            geometry = found or geometry
+            found = own or found
         with timer.stage("warp regions+mask"):
-            out[i] = geometry.apply(gray)
+            out[i] = found.apply(frame(index))
     return out
 
 

@@ -71,6 +71,10 @@ class GeneratorSettings:
     intensity: float = 0.6  # scales every displacement
     noise: float = 2.0  # sensor noise, grey levels (std)
     seed: int = 0
+    # SMIC-E layout only. 0: each video is its clip with a few still frames around it.
+    # N: each video is a recording of N frames, neutral but for its clip's micro-expression
+    # at a drawn place inside: material for spotting.
+    recording_frames: int = 0
 
     def __post_init__(self):
         if not 1 <= self.subjects <= len(FACE_SOURCES):
@@ -79,6 +83,9 @@ class GeneratorSettings:
             raise MerError("data.generator.clips_per_subject must be >= 1")
         if not 2 <= self.min_frames <= self.max_frames:
             raise MerError("data.generator needs 2 <= min_frames <= max_frames")
+        if self.recording_frames and self.recording_frames < self.max_frames:
+            raise MerError(f"data.generator.recording_frames={self.recording_frames} cannot hold a micro-expression of "
+                           f"max_frames={self.max_frames}; set it to 0 (no recordings) or at least max_frames")
 
 
 @dataclass(frozen=True)
@@ -182,6 +189,13 @@ def clip_plan(settings: GeneratorSettings) -> list[tuple[int, str]]:
 
 
 def render_clip(portrait_: Portrait, label: str, n_frames: int, rng: np.random.Generator, settings: GeneratorSettings) -> list[np.ndarray]:
+    """A clip cut from onset to offset: the motion peaks at its centre frame."""
+    return render_frames(portrait_, label, envelope(n_frames, n_frames // 2), rng, settings)
+
+
+def render_frames(portrait_: Portrait, label: str, amplitudes: np.ndarray, rng: np.random.Generator,
+                  settings: GeneratorSettings) -> list[np.ndarray]:
+    """One frame per amplitude (0 = neutral, 1 = apex), each with fresh sensor noise."""
     x0, y0, x1, y1 = portrait_.box
     scale = settings.face_width * rng.uniform(0.95, 1.05) / max(x1 - x0, 1)
     cx, cy = FRAME_W / 2 + rng.uniform(-15, 15), FRAME_H * 0.47 + rng.uniform(-10, 10)
@@ -189,12 +203,12 @@ def render_clip(portrait_: Portrait, label: str, n_frames: int, rng: np.random.G
     neutral = cv2.warpAffine(portrait_.image, place, (FRAME_W, FRAME_H), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
     landmarks = transform_points(place, portrait_.landmarks)
     dx, dy = displacement_field(landmarks, label, settings.intensity * rng.uniform(0.75, 1.25))
-    apex = n_frames // 2
     gain = rng.uniform(0.9, 1.1)
     drift = rng.normal(0, 0.3, size=2)  # sub-pixel head drift over the clip
     ys, xs = np.mgrid[0:FRAME_H, 0:FRAME_W].astype(np.float32)
     frames = []
-    for t, a in enumerate(envelope(n_frames, apex)):
+    n_frames = len(amplitudes)
+    for t, a in enumerate(amplitudes):
         shift = drift * t / max(n_frames - 1, 1)
         map_x = (xs - a * dx - shift[0]).astype(np.float32)
         map_y = (ys - a * dy - shift[1]).astype(np.float32)
@@ -213,6 +227,8 @@ class RenderedClip:
     in_subject: int  # 1-based, over this subject's clips
     frames: list[np.ndarray]
     first: int | None  # an absolute first frame number, where one was drawn
+    onset: int = 0  # index of the micro-expression's first frame in `frames`
+    length: int = 0  # its frames (all of `frames` but in a recording)
 
 
 def rendered_clips(settings: GeneratorSettings, faces: Sequence[int], progress: bool, desc: str,
@@ -229,5 +245,16 @@ def rendered_clips(settings: GeneratorSettings, faces: Sequence[int], progress: 
         per_subject[subject] += 1
         n_frames = int(rng.integers(settings.min_frames, settings.max_frames + 1))
         first = 100_000 + 1_000 * number + int(rng.integers(0, 500)) if absolute_first else None
-        frames = render_clip(portraits[subject], label, n_frames, rng, settings)
-        yield RenderedClip(number, subject, label, per_label[subject, label], per_subject[subject], frames, first)
+        onset = 0
+        if settings.recording_frames:
+            # Away from the ends where the recording allows, so windows see still face on both sides.
+            room = settings.recording_frames - n_frames
+            margin = n_frames if room >= 2 * n_frames else 0
+            onset = int(rng.integers(margin, room - margin + 1))
+            amplitudes = np.zeros(settings.recording_frames)
+            amplitudes[onset:onset + n_frames] = envelope(n_frames, n_frames // 2)
+            frames = render_frames(portraits[subject], label, amplitudes, rng, settings)
+        else:
+            frames = render_clip(portraits[subject], label, n_frames, rng, settings)
+        yield RenderedClip(number, subject, label, per_label[subject, label], per_subject[subject], frames, first,
+                           onset, n_frames)

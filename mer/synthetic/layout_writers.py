@@ -129,17 +129,21 @@ def write_samm(root: Path, settings: GeneratorSettings, faces: Sequence[int], pr
 
 def write_smic_e(root: Path, settings: GeneratorSettings, faces: Sequence[int], progress: bool) -> None:
     """`HS/s01/s1_ne_01/image559700.jpg` + `SMIC-HS-E_annotation.xlsx`: each clip a longer
-    video whose micro-expression starts a few frames in."""
+    video whose micro-expression starts a few frames in, or, with `recording_frames`, a
+    recording of that many frames with the micro-expression somewhere inside."""
     rows = []
     for clip in rendered_clips(settings, faces, progress, "writing SMIC-E videos"):
-        lead = 1 + clip.number % 3
-        video = [clip.frames[0]] * lead + clip.frames + [clip.frames[-1]] * SMIC_E_TAIL
+        if settings.recording_frames:
+            video, onset = clip.frames, clip.onset
+        else:
+            onset = 1 + clip.number % 3
+            video = [clip.frames[0]] * onset + clip.frames + [clip.frames[-1]] * SMIC_E_TAIL
         first = 559_700 + 1_000 * clip.number
         filename = f"s{clip.subject}_{SMIC_ABBREVIATIONS[clip.label]}_{clip.count:02d}"
         _write_frames(root / "HS" / f"s{clip.subject:02d}" / filename,
                       [f"image{first + t:06d}.jpg" for t in range(len(video))], video)
-        rows.append({"Subject": clip.subject, "Filename": filename, "OnsetF": first + lead,
-                     "OffsetF": first + lead + len(clip.frames) - 1, "FirstF": first, "LastF": first + len(video) - 1,
+        rows.append({"Subject": clip.subject, "Filename": filename, "OnsetF": first + onset,
+                     "OffsetF": first + onset + clip.length - 1, "FirstF": first, "LastF": first + len(video) - 1,
                      "Emotion": clip.label})
     write_annotation(root / "SMIC-HS-E_annotation.xlsx", SMIC_E_COLUMNS, rows)
 

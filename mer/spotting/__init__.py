@@ -1,0 +1,1 @@
+"""Long videos: sliding-window prediction, spotting intervals, MEGC spotting metrics."""

@@ -1,0 +1,214 @@
+"""Micro-expression spotting metrics of the MEGC challenges (2019-2022).
+
+A spotted interval is a true positive (TP) when its intersection over union (IoU) with a
+ground-truth interval is at least 0.5; every other spotted interval is a false positive
+(FP) and every ground-truth interval left unhit a false negative (FN). See "MEGC 2019 -
+The Second Facial Micro-Expressions Grand Challenge" (See et al., FG 2019) and the MEGC
+2020-2022 spotting tasks, which keep the same definition.
+
+Intervals are inclusive frame ranges (onset, offset) with offset >= onset, so (a, b) holds
+b - a + 1 frames: (0, 9) and (10, 19) share no frame (IoU 0), (0, 9) and (9, 18) share one
+(IoU 1/19). Matching is one to one: a ground-truth interval is hit at most once and a
+spotted interval counts at most once, pairs taken greedily by descending IoU.
+
+Precision, recall and F1 are computed over the whole database: TP, FP and FN are summed
+over the videos (`SpotCounts.__add__`) and the ratios taken once, never averaged per video.
+`random_baseline` gives the scores of intervals of the same lengths placed at random, the
+floor a spotting method has to beat."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from mer.errors import MerError
+
+Interval = tuple[int, int]
+
+
+def _checked(interval: Interval) -> Interval:
+    """(onset, offset) as Python ints; MerError when it is not an interval."""
+    try:
+        onset, offset = interval
+        onset, offset = operator.index(onset), operator.index(offset)
+    except (TypeError, ValueError):
+        raise MerError(
+            f"interval {interval!r} is not a pair of integer frame numbers (onset, offset)"
+        ) from None
+    if offset < onset:
+        raise MerError(
+            f"interval {interval!r} ends before it starts (offset {offset} < onset {onset})"
+        )
+    return onset, offset
+
+
+def _check_threshold(threshold: float) -> None:
+    # 0 would pair intervals sharing no frame.
+    if not 0.0 < threshold <= 1.0:
+        raise MerError(f"IoU threshold {threshold} is not in (0, 1]")
+
+
+def iou(a: Interval, b: Interval) -> float:
+    """Frames in both intervals over frames in either (inclusive ends)."""
+    (a0, a1), (b0, b1) = _checked(a), _checked(b)
+    inter = max(0, min(a1, b1) - max(a0, b0) + 1)
+    union = (a1 - a0 + 1) + (b1 - b0 + 1) - inter
+    return inter / union
+
+
+@dataclass(frozen=True)
+class Match:
+    """A hit: `predicted` and `truth` index the two lists given to `match_intervals`."""
+
+    predicted: int
+    truth: int
+    iou: float
+
+
+def match_intervals(
+    predicted: Sequence[Interval], truth: Sequence[Interval], threshold: float = 0.5
+) -> list[Match]:
+    """One-to-one hits: pairs with IoU >= threshold, taken by descending IoU (ties: lower
+    predicted index, then lower truth index), each interval of either list used once."""
+    _check_threshold(threshold)
+    predicted = [_checked(p) for p in predicted]
+    truth = [_checked(t) for t in truth]
+    pairs = [
+        (value, p, t)
+        for p, pred in enumerate(predicted)
+        for t, true in enumerate(truth)
+        if (value := iou(pred, true)) >= threshold
+    ]
+    pairs.sort(key=lambda pair: (-pair[0], pair[1], pair[2]))
+    used_predicted: set[int] = set()
+    used_truth: set[int] = set()
+    matches = []
+    for value, p, t in pairs:
+        if p in used_predicted or t in used_truth:
+            continue
+        used_predicted.add(p)
+        used_truth.add(t)
+        matches.append(Match(predicted=p, truth=t, iou=value))
+    return matches
+
+
+@dataclass(frozen=True)
+class SpotCounts:
+    """TP, FP and FN of one video or, summed with `+`, of a whole database."""
+
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+
+    def __post_init__(self) -> None:
+        if min(self.tp, self.fp, self.fn) < 0:
+            raise MerError(f"spotting counts cannot be negative: {self}")
+
+    @classmethod
+    def from_matches(cls, matches: Sequence[Match], n_predicted: int, n_truth: int) -> SpotCounts:
+        tp = len(matches)
+        if tp > min(n_predicted, n_truth):
+            raise MerError(
+                f"{tp} matches but only {n_predicted} predicted and {n_truth} true intervals"
+            )
+        return cls(tp=tp, fp=n_predicted - tp, fn=n_truth - tp)
+
+    def __add__(self, other: SpotCounts) -> SpotCounts:
+        if not isinstance(other, SpotCounts):
+            return NotImplemented
+        return SpotCounts(self.tp + other.tp, self.fp + other.fp, self.fn + other.fn)
+
+    # Nothing predicted (or nothing to find) scores 0, not a division error.
+    @property
+    def precision(self) -> float:
+        n = self.tp + self.fp
+        return self.tp / n if n else 0.0
+
+    @property
+    def recall(self) -> float:
+        n = self.tp + self.fn
+        return self.tp / n if n else 0.0
+
+    @property
+    def f1(self) -> float:
+        n = 2 * self.tp + self.fp + self.fn
+        return 2 * self.tp / n if n else 0.0
+
+
+def spot_counts(
+    predicted: Sequence[Interval], truth: Sequence[Interval], threshold: float = 0.5
+) -> SpotCounts:
+    """TP, FP and FN of the predicted intervals of one video against its ground truth."""
+    matches = match_intervals(predicted, truth, threshold)
+    return SpotCounts.from_matches(matches, len(predicted), len(truth))
+
+
+def _check_frames(n_frames: int) -> int:
+    n_frames = operator.index(n_frames)
+    if n_frames < 1:
+        raise MerError(f"a video needs at least one frame, got n_frames={n_frames}")
+    return n_frames
+
+
+def random_intervals(
+    lengths: Sequence[int], n_frames: int, rng: np.random.Generator
+) -> list[Interval]:
+    """One interval per length, each placed uniformly at random in frames 0..n_frames-1
+    (a length longer than the video is clipped to the video)."""
+    n_frames = _check_frames(n_frames)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if lengths.size and lengths.min() < 1:
+        raise MerError(f"interval lengths must be at least 1 frame, got {lengths.min()}")
+    lengths = np.minimum(lengths, n_frames)
+    # Every onset that keeps the whole interval inside the video is equally likely.
+    onsets = rng.integers(0, n_frames - lengths + 1)
+    return [(int(o), int(o + n - 1)) for o, n in zip(onsets, lengths)]
+
+
+@dataclass(frozen=True)
+class BaselineScores:
+    """Mean precision, recall and F1 of random placements over `draws` draws."""
+
+    precision: float
+    recall: float
+    f1: float
+    draws: int
+
+
+def random_baseline(
+    videos: Sequence[tuple[Sequence[Interval], Sequence[int], int]],
+    seed: int = 0,
+    draws: int = 200,
+    threshold: float = 0.5,
+) -> BaselineScores:
+    """Chance scores: each video is (truth intervals, predicted interval lengths, n_frames);
+    every draw places the lengths at random in each video and pools the counts over the
+    database, and the scores are averaged over the draws."""
+    _check_threshold(threshold)
+    if draws < 1:
+        raise MerError(f"random baseline needs at least one draw, got draws={draws}")
+    checked = []
+    for truth, lengths, n_frames in videos:
+        n_frames = _check_frames(n_frames)
+        truth = [_checked(t) for t in truth]
+        for onset, offset in truth:
+            # A true interval outside the video means n_frames is wrong, not a miss.
+            if onset < 0 or offset >= n_frames:
+                raise MerError(
+                    f"true interval {(onset, offset)} lies outside frames 0..{n_frames - 1}"
+                )
+        checked.append((truth, list(lengths), n_frames))
+    rng = np.random.default_rng(seed)
+    scores = np.empty((draws, 3))
+    for d in range(draws):
+        total = SpotCounts()
+        for truth, lengths, n_frames in checked:
+            total = total + spot_counts(random_intervals(lengths, n_frames, rng), truth, threshold)
+        scores[d] = total.precision, total.recall, total.f1
+    precision, recall, f1 = scores.mean(axis=0)
+    return BaselineScores(
+        precision=float(precision), recall=float(recall), f1=float(f1), draws=draws
+    )

@@ -1,0 +1,185 @@
+"""A trained model ready for new videos: its network, its own preprocessing and input
+scaling (both read from the checkpoint, never re-typed), and a classifier that turns
+uint8 windows into class probabilities through PyTorch or onnxruntime."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from mer.errors import MerError
+from mer.files import file_sha256
+from mer.preprocess.pipeline import PreprocessSettings
+
+BACKENDS = ("torch", "onnx")
+
+
+@dataclass
+class TrainedModel:
+    net: torch.nn.Module
+    run_cfg: DictConfig
+    classes: list[str]
+    settings: PreprocessSettings
+    offset: float
+    scale: float
+    checkpoint: Path
+    checkpoint_sha256: str
+    run_id: str | None
+
+    @property
+    def preprocess_sha256(self) -> str:
+        return hashlib.sha256(json.dumps(self.settings.as_dict(), sort_keys=True).encode()).hexdigest()
+
+    def provenance(self) -> dict:
+        """What a prediction needs to be traced back: the exact weights, preprocessing and code."""
+        from mer.tracking.runs import package_versions
+
+        return {"checkpoint": str(self.checkpoint), "checkpoint_sha256": self.checkpoint_sha256,
+                "run_id": self.run_id, "preprocess": self.settings.as_dict(),
+                "preprocess_sha256": self.preprocess_sha256, "input_offset": self.offset, "input_scale": self.scale,
+                "versions": package_versions()}
+
+
+def input_scaling_of(stored: dict, run_cfg: DictConfig, path: Path) -> tuple[float, float]:
+    state = stored.get("ClipDataModule") or {}
+    if "input_offset" in state:
+        return float(state["input_offset"]), float(state["input_scale"])
+    if OmegaConf.select(run_cfg, "data.input_scaling", default="unit") == "unit":
+        return 0.0, 255.0
+    raise MerError(f"{path} was trained with data.input_scaling=mean_max but predates checkpoints that keep its "
+                   "numbers; give --run-id instead (its params fold.input_offset/fold.input_scale hold them)")
+
+
+def load_trained(checkpoint: Path | None = None, run_id: str | None = None,
+                 tracking_uri: str = "sqlite:///outputs/mlflow.db", download_dir: Path | None = None) -> TrainedModel:
+    """From a checkpoint file, or the checkpoint an MLflow run logged (downloaded to
+    `download_dir`, a temporary folder by default)."""
+    from mlflow.tracking import MlflowClient
+
+    from mer.evaluation import checkpoint_from_run, load_checkpoint
+
+    if (checkpoint is None) == (run_id is None):
+        raise MerError("give exactly one of --checkpoint FILE or --run-id ID")
+    client = MlflowClient(tracking_uri) if run_id else None
+    if run_id:
+        folder = download_dir or Path(tempfile.mkdtemp(prefix="mer-checkpoint-"))
+        checkpoint = checkpoint_from_run(client, run_id, folder)
+    checkpoint = Path(checkpoint)
+    module, run_cfg = load_checkpoint(checkpoint)
+    stored = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    try:
+        offset, scale = input_scaling_of(stored, run_cfg, checkpoint)
+    except MerError:
+        if not run_id:
+            raise
+        params = client.get_run(run_id).data.params
+        offset, scale = float(params["fold.input_offset"]), float(params["fold.input_scale"])
+    return TrainedModel(module.net.eval(), run_cfg, list(run_cfg.data.classes), PreprocessSettings(**run_cfg.preprocess),
+                        offset, scale, checkpoint, file_sha256(checkpoint), run_id or stored.get("mer_run_id"))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+class TorchClassifier:
+    """Probabilities from the PyTorch network (its fastest path: the fused CPU kernels)."""
+
+    name = "torch"
+
+    def __init__(self, model: TrainedModel):
+        self.net, self.offset, self.scale = model.net, model.offset, model.scale
+
+    def __call__(self, clips: np.ndarray) -> np.ndarray:
+        """(N, depth, size, size) uint8 -> (N, classes) float64."""
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(clips))[:, None].float().sub_(self.offset).div_(self.scale)
+            return softmax(self.net(x).double().numpy())
+
+
+class OnnxClassifier:
+    """Probabilities from onnxruntime, on a network exported (and checked) by `export_checked`."""
+
+    name = "onnx"
+
+    def __init__(self, path: Path, offset: float, scale: float, threads: int | None = None):
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.offset, self.scale = offset, scale
+
+    def __call__(self, clips: np.ndarray) -> np.ndarray:
+        x = (clips[:, None].astype(np.float32) - np.float32(self.offset)) / np.float32(self.scale)
+        return softmax(self.session.run(["logits"], {"clips": x})[0].astype(np.float64))
+
+
+@dataclass(frozen=True)
+class OnnxCheck:
+    path: Path
+    max_abs_difference: float  # of class probabilities, ONNX vs PyTorch, on the check batch
+    batch: int
+
+
+def export_checked(model: TrainedModel, path: Path, check_batch: int = 8, seed: int = 0) -> OnnxCheck:
+    """Export to ONNX (dynamic batch), then run the same random uint8 windows through both
+    runtimes: the largest probability difference is printed and stored in the file's
+    metadata with the checkpoint's hash, so a served model can be traced and trusted."""
+    import onnx
+
+    from mer.models.export import export_onnx
+
+    settings = model.settings
+    export_onnx(model.net, path, settings.depth, settings.size)
+    clips = np.random.default_rng(seed).integers(0, 256, (check_batch, settings.depth, settings.size, settings.size),
+                                                 dtype=np.uint8)
+    difference = float(np.abs(OnnxClassifier(path, model.offset, model.scale)(clips)
+                              - TorchClassifier(model)(clips)).max())
+    stored = onnx.load(str(path))
+    for key, value in {"mer.checkpoint_sha256": model.checkpoint_sha256, "mer.preprocess_sha256": model.preprocess_sha256,
+                       "mer.preprocess": json.dumps(settings.as_dict(), sort_keys=True),
+                       "mer.input_offset": repr(model.offset), "mer.input_scale": repr(model.scale),
+                       "mer.classes": json.dumps(model.classes),
+                       "mer.max_abs_probability_difference": repr(difference)}.items():
+        entry = stored.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(stored, str(path))
+    return OnnxCheck(Path(path), difference, check_batch)
+
+
+def onnx_metadata(path: Path) -> dict[str, str]:
+    import onnx
+
+    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+
+
+def classifier_for(model: TrainedModel, backend: str, onnx_dir: Path) -> tuple[TorchClassifier | OnnxClassifier, dict]:
+    """The classifier and what to record about it. ONNX files are kept per checkpoint hash in
+    `onnx_dir`, exported and checked once."""
+    if backend not in BACKENDS:
+        raise MerError(f"backend={backend!r} is unknown; choose one of {list(BACKENDS)}")
+    if backend == "torch":
+        return TorchClassifier(model), {"backend": "torch", "impl": getattr(model.net, "impl", "stock")}
+    path = Path(onnx_dir) / f"{model.checkpoint_sha256[:16]}.onnx"
+    if not path.is_file() or onnx_metadata(path).get("mer.checkpoint_sha256") != model.checkpoint_sha256:
+        # Exported beside, then renamed: a half-written file never passes for a checked one.
+        partial = path.with_suffix(".partial.onnx")
+        check = export_checked(model, partial)
+        partial.replace(path)
+        print(f"exported {path}: ONNX and PyTorch probabilities differ by at most {check.max_abs_difference:.2e}")
+    import onnxruntime
+
+    difference = float(onnx_metadata(path)["mer.max_abs_probability_difference"])
+    return (OnnxClassifier(path, model.offset, model.scale),
+            {"backend": "onnx", "onnx_file": str(path), "onnxruntime": onnxruntime.__version__,
+             "onnx_max_abs_probability_difference": difference})

