@@ -9,7 +9,7 @@ from mer.config import PACKAGE_DIR, PROJECT_ROOT
 # Top to bottom: a module may import from its own layer or any layer below it.
 LAYERS = [
     ("entry points", ("mer.cli", "mer.entrypoints")),
-    ("orchestration", ("mer.training", "mer.evaluation", "mer.sweep_callbacks")),
+    ("orchestration", ("mer.training", "mer.evaluation", "mer.sweep_callbacks", "mer.spotting")),
     ("reporting", ("mer.reporting",)),
     ("tracking", ("mer.tracking",)),
     ("data", ("mer.data",)),

@@ -14,8 +14,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from mer.cli import main as mer_main
-from mer.config import compose_train
+from mer.config import compose_config, compose_train
 from mer.datasets.smic_e import index_smic_e
+from mer.errors import MerError
+from mer.spotting.evaluation import assign, recordings_of
+from mer.spotting.model import load_trained
 from mer.synthetic.generator import GeneratorSettings
 from mer.synthetic.layout_writers import generate_layout
 from mer.synthetic.real_faces import FaceSource
@@ -192,3 +195,26 @@ def test_spot_eval_beats_random_intervals_and_is_logged(checkpoint, recordings, 
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "timelines")}
     assert len(artifacts) == 3 and all(p.endswith(".timeline.png") for p in artifacts)
     assert os.path.basename(run.data.params["data.root"]) == "smic_e"
+
+
+def test_a_model_trained_on_the_recordings_is_scored_on_its_held_out_subject_only(
+        checkpoint, recordings, tmp_path, tiny_tree, shared_dirs, capsys):
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+    overrides = [*base_overrides(tmp_path, tiny_tree, shared_dirs), f"logger.tracking_uri={store}", "data=smic_e",
+                 f"data.root={recordings}", "protocol=loso", "protocol.fold=0", "trainer.max_epochs=1", "test=false"]
+    train(compose_train(overrides), overrides[-4:])
+    client = MlflowClient(store)
+    (trained,) = client.search_runs([client.get_experiment_by_name("mer").experiment_id])
+    assert trained.info.status == "FINISHED"
+    evaluation = [f"data.root={recordings}", "progress=false", f"paths.root_dir={tmp_path}",
+                  f"paths.cache_dir={shared_dirs['cache']}", f"paths.split_dir={tmp_path}/data/splits",
+                  f"logger.tracking_uri={store}", f"logger.artifact_location={tmp_path}/artifacts"]
+    assert mer_main(["spot-eval", "--run-id", trained.info.run_id, *evaluation]) == 0
+    (run,) = client.search_runs([client.get_experiment_by_name("mer-spotting").experiment_id])
+    assert run.data.metrics["videos"] == 1  # fold 0 holds out subject s1, who has one recording
+    table = client.download_artifacts(run.info.run_id, "spot_eval/videos.csv", str(tmp_path))
+    assert [row["subject"] for row in windows_csv(Path(table))] == ["s1"]
+    # With a model of other data beside it, which recordings each may score is ambiguous: refused.
+    models = [load_trained(checkpoint), load_trained(run_id=trained.info.run_id, tracking_uri=store)]
+    with pytest.raises(MerError, match="not a mix"):
+        assign(recordings_of(index_smic_e(recordings)[0]), models, compose_config("predict", evaluation))

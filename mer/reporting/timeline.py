@@ -13,10 +13,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mer.spotting.predict import Prediction, TruthInterval  # noqa: E402
 
 
-def timeline_figure(prediction: Prediction, truth: Sequence[TruthInterval] = ()):
+def timeline_figure(prediction, truth: Sequence = ()):
+    """`prediction`: a `mer.spotting.predict.Prediction`; `truth`: its `TruthInterval`s
+    (duck-typed: reporting sits below the spotting layer that defines them)."""
     seconds = prediction.seconds
     unit = "s" if prediction.fps else "frame"
     centres = np.array([seconds(w.centre) for w in prediction.windows])

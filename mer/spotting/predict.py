@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from mer.errors import MerError
 from mer.files import atomic_write, atomic_write_text
+from mer.preprocess.faces import FaceBackend
 from mer.preprocess.frames import FrameStream
 from mer.spotting.intervals import SpottedInterval, SpottingSettings, spot
 from mer.spotting.model import TrainedModel
@@ -66,9 +67,11 @@ def faceless_stretches(windows: Sequence[Window]) -> list[tuple[int, int]]:
 
 def predict_recording(path: Path, model: TrainedModel, classify: Callable[[np.ndarray], np.ndarray],
                       windows: WindowSettings, spotting: SpottingSettings, fps: float | None = None,
-                      frames: Sequence[Path] = (), progress: bool = True) -> Prediction:
+                      frames: Sequence[Path] = (), progress: bool = True, faces: FaceBackend | None = None
+                      ) -> Prediction:
     """A video file or frame folder (`frames`: its files in order, when already listed).
-    An input that cannot be read gives an empty prediction whose `message` says why."""
+    An input that cannot be read gives an empty prediction whose `message` says why.
+    `faces` replaces the model's own face backend (a benchmark times it)."""
     settings = model.settings
     prediction = Prediction(str(path), fps, 0, model.classes, settings.depth, windows.stride)
     try:
@@ -87,7 +90,7 @@ def predict_recording(path: Path, model: TrainedModel, classify: Callable[[np.nd
                 bar.update()
                 yield frame
 
-    prediction.windows = list(stream_windows(counting(), settings, windows, classify))
+    prediction.windows = list(stream_windows(counting(), settings, windows, classify, faces))
     prediction.frames = len(counted)
     prediction.message = stream.problem
     if prediction.frames and prediction.frames < settings.depth:
