@@ -218,3 +218,29 @@ def test_a_model_trained_on_the_recordings_is_scored_on_its_held_out_subject_onl
     models = [load_trained(checkpoint), load_trained(run_id=trained.info.run_id, tracking_uri=store)]
     with pytest.raises(MerError, match="not a mix"):
         assign(recordings_of(index_smic_e(recordings)[0]), models, compose_config("predict", evaluation))
+
+
+def test_memory_stays_flat_however_long_the_stream():
+    """A stream ten times longer keeps the same peak: frames pass through a `depth`-frame
+    buffer and leave; only each window's few numbers stay."""
+    import tracemalloc
+
+    from mer.preprocess.pipeline import PreprocessSettings
+    from mer.spotting.windows import WindowSettings, stream_windows
+
+    settings = PreprocessSettings(frame_size=(352, 288))  # carphone at twice its size: dlib finds it, and fast
+    capture = cv2.VideoCapture(str(CARPHONE))
+    frame = cv2.resize(cv2.cvtColor(capture.read()[1], cv2.COLOR_BGR2GRAY), settings.frame_size)
+
+    def peak(frames: int) -> tuple[int, int]:
+        tracemalloc.start()
+        windows = list(stream_windows((frame.copy() for _ in range(frames)), settings, WindowSettings(),
+                                      lambda clips: np.full((len(clips), 3), 1 / 3)))
+        peak_bytes = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert all(w.face for w in windows)
+        return len(windows), peak_bytes
+
+    (short_windows, short), (long_windows, long) = peak(150), peak(1500)
+    assert (short_windows, long_windows) == (29, 299)
+    assert long < short + 1_000_000, f"{short / 1e6:.1f} MB for 150 frames, {long / 1e6:.1f} MB for 1500"
