@@ -114,7 +114,7 @@ def _predict(args: argparse.Namespace) -> None:
     cfg = compose_config("predict", _model_overrides(args))
     source = Path(args.input)
     prediction = predictor(cfg, _trained_model(args, cfg))(source)
-    files = write_prediction(prediction, Path(args.output or Path(cfg.output_dir) / source.stem), source.stem, args.truth)
+    files = write_prediction(prediction, Path(args.output or Path(cfg.paths.output_dir) / source.stem), source.stem, args.truth)
     if prediction.message:
         print(f"warning: {prediction.message}", file=sys.stderr)
     print(summary_line(prediction, files))

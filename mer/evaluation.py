@@ -68,7 +68,8 @@ def localise(run_cfg: DictConfig, cfg: DictConfig) -> DictConfig:
     for key, value in KEYS_ADDED.items():
         if OmegaConf.select(run_cfg, key) is None:
             OmegaConf.update(run_cfg, key, value)
-    run_cfg.data.root = cfg.data_root or rebase(run_cfg.data.root, run_cfg.paths.data_dir, cfg.paths.data_dir)
+    run_cfg.data.root = (OmegaConf.select(cfg, "data_root", default=None)
+                         or rebase(run_cfg.data.root, run_cfg.paths.data_dir, cfg.paths.data_dir))
     run_cfg.paths = OmegaConf.to_container(cfg.paths, resolve=True)
     return run_cfg
 

@@ -57,14 +57,13 @@ def recordings_of(records: Sequence[ClipRecord]) -> list[Recording]:
 def heldout_clip_ids(model: TrainedModel, cfg: DictConfig) -> set[str] | None:
     """The clips `model` was tested on, when it was trained on this tree; None when it never saw it."""
     from mer.data.prepare import prepare_data
+    from mer.evaluation import localise
 
-    trained = model.run_cfg
+    # The training run's paths, moved to this command's folders, as evaluate.py reads them.
+    trained = localise(model.run_cfg, cfg)
     if trained.data.layout != cfg.data.layout or Path(trained.data.root).resolve() != Path(cfg.data.root).resolve():
         return None
-    run_cfg = trained.copy()
-    for key in ("root_dir", "data_dir", "cache_dir", "split_dir", "log_dir"):
-        OmegaConf.update(run_cfg, f"paths.{key}", cfg.paths[key])
-    return set(prepare_data(run_cfg, progress=False).selected_folds()[0]["test"])
+    return set(prepare_data(trained, progress=False).selected_folds()[0]["test"])
 
 
 def assign(recordings: Sequence[Recording], models: Sequence[TrainedModel], cfg: DictConfig
