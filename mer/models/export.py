@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
+import warnings
 from pathlib import Path
 
 import torch
@@ -19,11 +23,19 @@ def export_onnx(net: nn.Module, path: Path, depth: int, size: int) -> Path:
     net.eval()
     if impl is not None:
         net.impl = "reference"
+    exporter_log = logging.getLogger("torch.onnx")
+    level = exporter_log.level
     try:
         example = torch.zeros(2, 1, depth, size, size)
-        torch.onnx.export(net, (example,), str(path), input_names=["clips"], output_names=["logits"],
-                          dynamic_shapes={"x": {0: torch.export.Dim("batch")}}, dynamo=True)
+        # The exporter narrates each pass and warns about torchvision ops this network never
+        # uses: noise around the one line the user needs. Its errors still raise.
+        exporter_log.setLevel(logging.ERROR)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(net, (example,), str(path), input_names=["clips"], output_names=["logits"],
+                              dynamic_shapes={"x": {0: torch.export.Dim("batch")}}, dynamo=True)
     finally:
+        exporter_log.setLevel(level)
         if impl is not None:
             net.impl = impl
         net.train(was_training)

@@ -51,6 +51,6 @@ def timeline_figure(prediction, truth: Sequence = ()):
     score.set_xlabel(f"time ({unit}, window centres)")
     score.legend(loc="upper right", fontsize=8)
     probabilities.set_title(f"{Path(prediction.source).name}: {len(prediction.windows)} windows of {prediction.depth} frames, "
-                            f"stride {prediction.stride}", fontsize=10)
+                            f"stride {prediction.stride}", fontsize=10, pad=14)
     figure.tight_layout()
     return figure
