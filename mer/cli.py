@@ -8,15 +8,19 @@ import sys
 from pathlib import Path
 
 from mer.synthetic.generator import GeneratorSettings
-from mer.synthetic.layout_writers import generate_smic_hs
+from mer.synthetic.layout_writers import LAYOUTS, generate_layout
 from mer.errors import MerError
 
 
 def _generate(args: argparse.Namespace) -> None:
     settings = GeneratorSettings(subjects=args.subjects, clips_per_subject=args.clips_per_subject,
-                                 min_frames=args.min_frames, max_frames=args.max_frames, seed=args.seed)
-    root = generate_smic_hs(Path(args.root), settings)
-    print(f"wrote {settings.subjects * settings.clips_per_subject} clips in the SMIC-HS layout under {root}")
+                                 min_frames=args.min_frames, max_frames=args.max_frames, seed=args.seed,
+                                 recording_frames=args.recording_frames)
+    if settings.recording_frames and args.layout != "smic_e":
+        raise MerError(f"--recording-frames writes long recordings in the smic_e layout, not {args.layout}")
+    root = generate_layout(args.layout, Path(args.root), settings)
+    what = f"recordings of {settings.recording_frames} frames" if settings.recording_frames else "clips"
+    print(f"wrote {settings.subjects * settings.clips_per_subject} {what} in the {args.layout} layout under {root}")
 
 
 def _preview(args: argparse.Namespace) -> None:
@@ -198,7 +202,7 @@ def store_arguments(parser: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mer", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    generate = commands.add_parser("generate", help="write the built-in dataset (real faces, SMIC-HS layout)")
+    generate = commands.add_parser("generate", help="write the built-in dataset (real faces; SMIC-HS layout, or another)")
     generate.add_argument("root", help="folder to create (must be new or empty)")
     defaults = GeneratorSettings()
     generate.add_argument("--subjects", type=int, default=defaults.subjects)
@@ -206,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     generate.add_argument("--min-frames", type=int, default=defaults.min_frames)
     generate.add_argument("--max-frames", type=int, default=defaults.max_frames)
     generate.add_argument("--seed", type=int, default=defaults.seed)
+    generate.add_argument("--layout", choices=LAYOUTS, default="smic_hs", help="the dataset layout to write")
+    generate.add_argument("--recording-frames", type=int, default=0, help="smic_e: each video a recording of this "
+                                                                          "many frames with its micro-expression inside")
     generate.set_defaults(handler=_generate)
     preview = commands.add_parser("preview", help="draw one clip through every preprocessing stage (PNG)")
     preview.add_argument("clip", help="a clip's frame folder or video file")

@@ -20,7 +20,6 @@ from mer.errors import MerError
 from mer.spotting.evaluation import assign, recordings_of
 from mer.spotting.model import load_trained
 from mer.synthetic.generator import GeneratorSettings
-from mer.synthetic.layout_writers import generate_layout
 from mer.synthetic.real_faces import FaceSource
 from mer.training import train
 from tests.conftest import base_overrides
@@ -44,7 +43,12 @@ def checkpoint(tmp_path_factory, tiny_tree, shared_dirs) -> Path:
 
 @pytest.fixture(scope="module")
 def recordings(tmp_path_factory) -> Path:
-    return generate_layout("smic_e", tmp_path_factory.mktemp("long") / "smic_e", RECORDINGS, progress=False)
+    root = tmp_path_factory.mktemp("long") / "smic_e"
+    r = RECORDINGS
+    assert mer_main(["generate", str(root), "--layout", "smic_e", "--recording-frames", str(r.recording_frames),
+                     "--subjects", str(r.subjects), "--clips-per-subject", str(r.clips_per_subject),
+                     "--min-frames", str(r.min_frames), "--max-frames", str(r.max_frames), "--seed", str(r.seed)]) == 0
+    return root
 
 
 @pytest.fixture(scope="module")
