@@ -60,7 +60,7 @@ def input_scaling_of(stored: dict, run_cfg: DictConfig, path: Path) -> tuple[flo
 def load_trained(checkpoint: Path | None = None, run_id: str | None = None,
                  tracking_uri: str = "sqlite:///outputs/mlflow.db", download_dir: Path | None = None) -> TrainedModel:
     """From a checkpoint file, or the checkpoint an MLflow run logged (downloaded to
-    `download_dir`, a temporary folder by default)."""
+    `download_dir`, by default a folder of that run's under the system's temporary one)."""
     from mlflow.tracking import MlflowClient
 
     from mer.evaluation import checkpoint_from_run, load_checkpoint
@@ -69,7 +69,9 @@ def load_trained(checkpoint: Path | None = None, run_id: str | None = None,
         raise MerError("give exactly one of --checkpoint FILE or --run-id ID")
     client = MlflowClient(tracking_uri) if run_id else None
     if run_id:
-        folder = download_dir or Path(tempfile.mkdtemp(prefix="mer-checkpoint-"))
+        # One folder per run, downloaded afresh each time: repeated calls do not pile up copies.
+        folder = download_dir or Path(tempfile.gettempdir()) / "mer-checkpoints" / run_id
+        folder.mkdir(parents=True, exist_ok=True)
         checkpoint = checkpoint_from_run(client, run_id, folder)
     checkpoint = Path(checkpoint)
     module, run_cfg = load_checkpoint(checkpoint)
