@@ -26,22 +26,6 @@ def test_three_value_multirun_makes_three_grouped_runs(tmp_path, tiny_tree, shar
     assert sorted(r.info.run_name for r in runs) == [f"lr={lr} epochs=1 dropout=0.3 seed=1" for lr in ("0.0001", "0.001", "0.01")]
 
 
-def test_evaluate_a_run_reproduces_its_metrics(tmp_path, tiny_tree, shared_dirs):
-    store = f"sqlite:///{tmp_path / 'eval.db'}"
-    args = [*base_overrides(tmp_path, tiny_tree, shared_dirs), f"logger.tracking_uri={store}", "trainer.max_epochs=1"]
-    assert run_script("train.py", *args).returncode == 0
-    client = MlflowClient(store)
-    (run,) = client.search_runs([client.get_experiment_by_name("mer").experiment_id])
-    result = run_script("evaluate.py", f"run_id={run.info.run_id}", f"logger.tracking_uri={store}",
-                        f"paths.root_dir={tmp_path}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    printed = dict(line.split() for line in result.stdout.splitlines() if line.startswith("eval/"))
-    assert float(printed["eval/acc"]) == run.data.metrics["test/acc"]
-    # On the run's own clips the figures are not logged again under eval/*; the run says they reproduced.
-    again = client.get_run(run.info.run_id).data
-    assert "eval/acc" not in again.metrics and again.tags["mer.eval_reproduced"] == "true"
-
-
 def _fails_cleanly(result, *needles):
     assert result.returncode != 0
     assert "Traceback" not in result.stderr, result.stderr[-2000:]
@@ -111,8 +95,8 @@ def test_data_summary_counts_per_class_and_subject(tmp_path, tiny_tree):
 
 def test_evaluate_uses_its_own_folders_not_the_training_machines(tmp_path, tiny_tree, shared_dirs):
     """Train in one folder, move everything (as to another machine), evaluate there: the
-    checkpoint's absolute paths are gone, the data is found under the new data folder and
-    the run's own split comes from its artifacts."""
+    checkpoint's absolute paths are gone, the data is found under the new data folder, the
+    run's own split comes from its artifacts, and its metrics are reproduced."""
     import shutil
 
     trained, moved = tmp_path / "trained", tmp_path / "moved"
@@ -132,6 +116,9 @@ def test_evaluate_uses_its_own_folders_not_the_training_machines(tmp_path, tiny_
     assert float(printed["eval/acc"]) == run.data.metrics["test/acc"]
     assert not trained.exists(), "nothing written under the training machine's folders"
     assert [p.name for p in (moved / "data" / "splits").iterdir()] == [run.data.params["data.split_file"]]
+    # On the run's own clips the figures are not logged again under eval/*; the run says they reproduced.
+    again = client.get_run(run.info.run_id).data
+    assert "eval/acc" not in again.metrics and again.tags["mer.eval_reproduced"] == "true"
 
 
 def test_the_experiment_opens_as_model_training_with_its_description_and_mer_ui_prints_its_address(tmp_path):
