@@ -125,13 +125,14 @@ def test_table_builder_mean_std_from_known_values(tmp_path):
     assert "Chosen on the inner validation split instead (best mean val/acc_best, 90.00 %), the cell is lr=0.01: 60.00 ± 14.14 %" in table6
 
 
-def test_two_sweeps_at_once_on_a_fresh_sqlite_store(tmp_path, tiny_tree, shared_dirs):
+def test_two_sweeps_at_once_on_a_fresh_sqlite_store_keep_their_folders_ids_and_runs_apart(tmp_path, tiny_tree,
+                                                                                          shared_dirs):
     store = tmp_path / "shared.db"
     commands = []
     for lrs in ("0.01,0.001", "0.0001,0.003"):
         args = [*base_overrides(tmp_path, tiny_tree, shared_dirs), f"logger.tracking_uri=sqlite:///{store}",
                 "trainer.max_epochs=1", "test=false", f"optim.lr={lrs}"]
-        commands.append(subprocess.Popen([sys.executable, str(PROJECT_ROOT / "train.py"), "-m", *args],
+        commands.append(subprocess.Popen([sys.executable, str(PROJECT_ROOT / "train.py"), "-m", *args], cwd=tmp_path,
                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
     for process in commands:
         _, stderr = process.communicate(timeout=600)
@@ -141,6 +142,14 @@ def test_two_sweeps_at_once_on_a_fresh_sqlite_store(tmp_path, tiny_tree, shared_
     children = [r for r in runs if r.data.tags.get("mer.role") != "sweep_parent"]
     assert sorted(r.data.params["lr"] for r in children) == ["0.0001", "0.001", "0.003", "0.01"]
     assert {r.info.status for r in runs} == {"FINISHED"} and len(runs) == 6
+    # Started in the same second, each sweep still gets a folder and an id of its own.
+    folders = sorted((tmp_path / "outputs/hydra/multiruns").iterdir())
+    assert len(folders) == 2 and all(re.fullmatch(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d\.\d{3}-[0-9a-f]{6}", f.name)
+                                     for f in folders)
+    for folder in folders:
+        assert (folder / "multirun.yaml").is_file() and (folder / "0/.hydra/config.yaml").is_file()
+    assert sorted({run.data.tags["mer.sweep_dir"] for run in children}) == [str(f) for f in folders]
+    assert len({run.data.tags["mer.sweep_id"] for run in children}) == 2
 
 
 def test_tables_never_pool_runs_whose_settings_differ_and_title_what_the_runs_had(tmp_path, caplog):

@@ -157,9 +157,12 @@ def evaluate_recordings(pairs: Sequence[tuple[Recording, TrainedModel]], cfg: Di
 
 def summarise(videos: list[VideoScore], classes: Sequence[str], draws: int, seed: int) -> SpotEvalResult:
     counts = sum((v.counts for v in videos), SpotCounts())
+    # The baseline places its intervals in every recording spotting was scored on, at its
+    # full length: a recording that could not be read still counts its misses for both.
+    lengths = [max(v.prediction.frames, len(v.recording.frames)) for v in videos]
     baseline = random_baseline([([(t.onset, t.offset) for t in v.recording.truth],
-                                 [t.offset - t.onset + 1 for t in v.recording.truth], max(v.prediction.frames, 1))
-                                for v in videos if v.prediction.frames], seed=seed, draws=draws)
+                                 [t.offset - t.onset + 1 for t in v.recording.truth], n)
+                                for v, n in zip(videos, lengths) if n], seed=seed, draws=draws)
     index = {name: k for k, name in enumerate(classes)}
     hits = [pair for v in videos for pair in v.hits]
     recognition = {k: v for k, v in scores([index[t] for t, _ in hits], [index[p] for _, p in hits]).items()

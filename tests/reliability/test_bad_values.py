@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from harness import start_train, store_runs
+from harness import store_runs
 from mer.errors import MerError
 from mer.tracking.runs import config_hash
 from mer.training import train
@@ -60,21 +60,6 @@ def test_one_config_launched_from_two_folders_is_one_cell(make_cfg, tmp_path):
     assert (config_hash(make_cfg(f"paths.root_dir={here}", "data.root=/data/SMIC"))
             == config_hash(make_cfg(f"paths.root_dir={there}", "data.root=/data/SMIC"))
             != config_hash(make_cfg(f"paths.root_dir={here}", "data.root=/data/SMIC-copy")))
-
-
-def test_two_sweeps_started_together_get_folders_and_ids_of_their_own(train_overrides, tmp_path):
-    sweeps = [start_train("-m", *train_overrides, "debug=fast", f"seed={seed}", f"paths.log_dir={tmp_path}/logs",
-                          cwd=tmp_path) for seed in (1, 2)]
-    for process in sweeps:
-        _, stderr = process.communicate(timeout=600)
-        assert process.returncode == 0, stderr[-2000:]
-    folders = sorted((tmp_path / "logs/hydra/multiruns").iterdir())
-    assert len(folders) == 2 and all(re.fullmatch(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d\.\d{3}-[0-9a-f]{6}", f.name) for f in folders)
-    for folder in folders:
-        assert (folder / "multirun.yaml").is_file() and (folder / "0/.hydra/config.yaml").is_file()
-    jobs = [run for run in store_runs(tmp_path / "mlflow.db") if "mer.job_num" in run.data.tags]
-    assert sorted(run.data.tags["mer.sweep_dir"] for run in jobs) == [str(f) for f in folders]
-    assert len({run.data.tags["mer.sweep_id"] for run in jobs}) == 2
 
 
 @pytest.mark.parametrize("setting,enabled", [(None, False), ("false", True)], ids=["default off", "user turns it on"])
