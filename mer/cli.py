@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--backend", choices=["torch", "onnx"], help="shorthand for backend=...")
         if name == "predict":
             command.add_argument("--fps", type=float, help="frame folders: frames per second (a video's own rate wins)")
-            command.add_argument("-o", "--output", help="folder for the files (default: output_dir/<input name>)")
+            command.add_argument("-o", "--output", help="folder for the files (default: paths.output_dir/<input name>)")
             command.add_argument("--truth", action="append", type=_truth, default=[], metavar="ONSET-OFFSET[:LABEL]",
                                  help="an annotated interval to draw on the timeline (repeatable)")
         command.add_argument("overrides", nargs="*", help="Hydra overrides of conf/predict.yaml, e.g. window.stride=2 "
