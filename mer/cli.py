@@ -130,7 +130,7 @@ def _spot_eval(args: argparse.Namespace) -> None:
 
     cfg = compose_config("predict", _model_overrides(args))
     models = [_trained_model(args, cfg, run_id) for run_id in args.run_id] if args.run_id else [_trained_model(args, cfg)]
-    result = spot_eval(cfg, models, args.overrides)
+    result = spot_eval(cfg, models, args.overrides, args.allow_seen_subjects)
     print(result.report())
 
 
@@ -260,6 +260,10 @@ def main(argv: list[str] | None = None) -> int:
             command.add_argument("-o", "--output", help="folder for the files (default: paths.output_dir/<input name>)")
             command.add_argument("--truth", action="append", type=_truth, default=[], metavar="ONSET-OFFSET[:LABEL]",
                                  help="an annotated interval to draw on the timeline (repeatable)")
+        else:
+            command.add_argument("--allow-seen-subjects", action="store_true",
+                                 help="also score recordings of subjects the model trained on (in any dataset of the "
+                                      "corpus family); the run is tagged and its report says so")
         command.add_argument("overrides", nargs="*", help="Hydra overrides of conf/predict.yaml, e.g. window.stride=2 "
                                                           "spotting.threshold=4 faces.redetect=every")
         command.set_defaults(handler=_predict if name == "predict" else _spot_eval)

@@ -99,24 +99,26 @@ class SweepParentRun(Callback):
             return
         # Loaded at the sweep's end, the only time they are needed (they bring scikit-learn
         # and matplotlib, seconds before the first job or a refusal otherwise).
-        from mer.reporting.folds import pool_fold_runs
+        from mer.reporting.folds import pool_fold_cells
         from mer.reporting.tables import best_cell_summary, build_sweep_report
 
         client = MlflowClient(config.logger.tracking_uri)
+        varied = list(varied_values(config))
         try:
+            # A multirun over protocol.fold: each cell's folds pooled in a run of its own,
+            # before the tables, which count those runs (not the folds one by one).
+            if "protocol.fold" in varied:
+                pool_fold_cells(client, self.run_id, list(config.data.classes), config.logger.tracking_uri)
             if config.get("sweep"):
                 build_sweep_report(client, config.logger.experiment_name, sweep_name(config), parent_run_id=self.run_id)
-            # A multirun over protocol.fold: pooled metrics over its fold runs.
-            swept = {o.split("=")[0].lstrip("+~") for o in config.hydra.overrides.task if "," in o}
-            if "protocol.fold" in swept | set(config.hydra.sweeper.get("params") or {}):
-                pool_fold_runs(client, self.run_id, list(config.data.classes), config.logger.tracking_uri)
         except BaseException as error:
             close_run(client, self.run_id, "FAILED", f"the sweep's report failed: {describe(error)}")
             raise
         else:
             children = client.search_runs([client.get_run(self.run_id).info.experiment_id],
                                           f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.run_id}'", max_results=10_000)
-            metrics, tags = best_cell_summary([r for r in children if r.data.tags.get(COMPLETE_TAG) == "true"])
+            metrics, tags = best_cell_summary([r for r in children if r.data.tags.get(COMPLETE_TAG) == "true"],
+                                              [k for k in varied if k not in ("seed", "protocol.fold")])
             client.log_batch(self.run_id, metrics=[Metric(k, v, int(time.time() * 1000), 0) for k, v in metrics.items()],
                              tags=[RunTag(k, v) for k, v in tags.items()])
             unfinished = [r for r in children if r.info.status != "FINISHED"]

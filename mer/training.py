@@ -16,12 +16,13 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
 from omegaconf import DictConfig, OmegaConf
 
 from mer.config import instantiate_with
 from mer.data.datamodule import ClipDataModule
 from mer.data.prepare import PreparedData, prepare_data
-from mer.data.splits import ProtocolSettings
+from mer.data.splits import ProtocolSettings, clip_set_digest
 from mer.errors import MerError
 from mer.models import cpu_kernels
 from mer.preprocess.pipeline import PreprocessSettings
@@ -30,8 +31,8 @@ from mer.reporting.folds import log_fold_report
 from mer.reporting.run_report import log_data_report, log_test_report, prediction_rows
 from mer.selection import check_monitors
 from mer.value_checks import check_values
-from mer.tracking.runs import (CELL_TAG, CHECKPOINT_DIR_TAG, FIXED_SETTINGS_TAG, SWEEP_VARIED_TAG, TrackedRun,
-                               config_hash, finished_run, resumable_run, stored_run, tracked_run)
+from mer.tracking.runs import (CELL_TAG, CHECKPOINT_DIR_TAG, FIXED_SETTINGS_TAG, POOL_TAG, SWEEP_VARIED_TAG,
+                               TEST_CLIPS_TAG, TrackedRun, config_hash, finished_run, resumable_run, stored_run, tracked_run)
 from mer.tracking.sweep_parent import multirun_sweep_dir, sweep_parent_id
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,12 @@ def fit_fold(cfg: DictConfig, data: PreparedData, fold: dict, run: TrackedRun, r
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg, data, fold)
     run.log_params({"fold.name": fold["name"], "fold.n_train": len(fold["train"]), "fold.n_val": len(fold["val"]),
-                    "fold.n_test": len(fold["test"])})
+                    "fold.n_test": len(fold["test"]), "fold.n_test_lost": len(fold["test_lost"])})
+    # The clips the test figures are computed on: the tables mark a cell whose runs differ in them.
+    run.set_tags({TEST_CLIPS_TAG: clip_set_digest(fold["test"])})
+    if fold["test_lost"]:
+        run.set_tags({MLFLOW_RUN_NOTE: f"{len(fold['test_lost'])} of {len(fold['test']) + len(fold['test_lost'])} "
+                      f"held-out clips failed preprocessing and are not scored: {', '.join(fold['test_lost'])}"})
     module = build_module(cfg, datamodule.val_stages)
     module.run_id = run.run_id
     # Loggers and callbacks as configured (check_monitors has refused any callback that
@@ -135,8 +141,10 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
     ProtocolSettings(**cfg.protocol)
     check_monitors(cfg)
     pl.seed_everything(cfg.seed, workers=True)
-    # config_hash: this exact run; cell_hash: its cell, every seed of the same settings.
-    tags = {**hydra_tags(), "mer.config_hash": config_hash(cfg), CELL_TAG: config_hash(cfg, ["seed"])}
+    # config_hash: this exact run; pool_hash: its folds, pooled together; cell_hash: its
+    # cell, every seed (and fold) of the same settings.
+    tags = {**hydra_tags(), "mer.config_hash": config_hash(cfg), POOL_TAG: config_hash(cfg, ["protocol.fold"]),
+            CELL_TAG: config_hash(cfg, ["seed", "protocol.fold"])}
     if cfg.allow_heldout_objective:
         tags["mer.heldout_objective"] = "true"
     sweep = cfg.get("sweep")
@@ -145,7 +153,7 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
         tags[SWEEP_VARIED_TAG] = str(sweep.varied)
         # What a sweep's table holds fixed: runs that differ in anything but the varied keys
         # and the seed are never pooled into one table.
-        tags[FIXED_SETTINGS_TAG] = config_hash(cfg, ["seed", *str(sweep.varied).split(",")])
+        tags[FIXED_SETTINGS_TAG] = config_hash(cfg, ["seed", "protocol.fold", *str(sweep.varied).split(",")])
         done = None if sweep.get("force") else finished_run(cfg, tags["mer.config_hash"], sweep.name)
         if done is not None:
             log.info("skipping %s: run %s of sweep %s is already complete (sweep.force=true runs it again)",
@@ -155,7 +163,7 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
     with tracked_run(cfg, overrides, tags, parent=sweep_parent_id(cfg.logger), continue_run=continued) as run:
         run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config/config.yaml")
         data = prepare_data(cfg)
-        log_data_report(run, data, cfg.data.name)
+        log_data_report(run, data, cfg.data.name, Path(cfg.paths.root_dir))
         folds = data.selected_folds()
         if checkpoint is not None and len(folds) > 1:
             raise MerError(f"resuming continues one fold, and {data.protocol.name} runs {len(folds)} in this process; "

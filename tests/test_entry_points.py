@@ -66,19 +66,48 @@ def test_evaluate_without_a_target_says_what_to_give(tmp_path):
     _fails_cleanly(result, "ckpt_path", "run_id")
 
 
-def test_multirun_over_folds_pools_them_in_the_parent(tmp_path, tiny_tree, shared_dirs):
+def test_a_fold_sweep_pools_each_cell_once_and_its_table_counts_the_pooled_cells(tmp_path, tiny_tree, shared_dirs):
+    """folds x learning rates: one pooled run per learning rate, each over all 18 clips once
+    (pooling every fold run of the sweep counted each clip twice); the table and the sweep
+    parent count the pooled cells, and the parent's best cell is the table's bold one. A
+    cell missing a fold is recorded FAILED, naming it, and not pooled."""
     store = f"sqlite:///{tmp_path / 'folds.db'}"
-    args = [*base_overrides(tmp_path, tiny_tree, shared_dirs), f"logger.tracking_uri={store}", "trainer.max_epochs=1"]
-    result = run_script("train.py", "-m", "protocol=kfold", "protocol.k=2", "protocol.fold=0,1", *args)
+    args = [*base_overrides(tmp_path, tiny_tree, shared_dirs), f"logger.tracking_uri={store}", "trainer.max_epochs=1",
+            "protocol=kfold"]
+    result = run_script("train.py", "-m", "+sweeps=table3_lr", "optim.lr=0.01,0.001", "protocol.fold=0,1", "protocol.k=2", *args)
     assert result.returncode == 0, result.stderr[-3000:]
     client = MlflowClient(store)
-    runs = client.search_runs([client.get_experiment_by_name("mer").experiment_id])
+    experiment = client.get_experiment_by_name("mer").experiment_id
+    runs = client.search_runs([experiment])
     (parent,) = [r for r in runs if r.data.tags.get("mer.role") == "sweep_parent"]
-    folds = sorted(r.data.tags["mer.fold"] for r in runs if r is not parent)
-    assert folds == ["fold=0", "fold=1"]
-    assert {"pooled/test/acc", "pooled/test/uf1", "pooled/test/uar", "fold_mean/test/acc"} <= set(parent.data.metrics)
-    predictions = client.download_artifacts(parent.info.run_id, "report/predictions.csv")
-    assert len(open(predictions).read().splitlines()) == 1 + 18, "every clip predicted once over the two folds"
+    pooled = sorted((r for r in runs if r.data.tags.get("mer.role") == "pooled_cell"), key=lambda r: r.data.params["lr"])
+    assert [r.data.params["lr"] for r in pooled] == ["0.001", "0.01"]
+    assert sorted(r.info.run_name for r in pooled) == ["pooled lr=0.001 k=2 epochs=1 protocol=kfold dropout=0.3 seed=1",
+                                                       "pooled lr=0.01 k=2 epochs=1 protocol=kfold dropout=0.3 seed=1"]
+    all_clips = {frame.parent.name for frame in tiny_tree.glob("HS/*/micro/*/*/*.bmp")}
+    for run in pooled:
+        assert run.info.status == "FINISHED" and run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        rows = open(client.download_artifacts(run.info.run_id, "report/predictions.csv")).read().splitlines()[1:]
+        clips = sorted(row.split(",")[1] for row in rows)
+        assert clips == sorted(all_clips), "every clip of the tree once, in one cell's pooled predictions"
+        correct = sum(row.split(",")[3] == row.split(",")[4] for row in rows)
+        assert run.data.metrics["pooled/test/acc"] == correct / 18
+    assert "pooled/test/acc" not in parent.data.metrics, "the parent pools no figure over cells"
+    table = open(client.download_artifacts(parent.info.run_id, "tables/table3_lr.csv")).read().splitlines()
+    assert [line.split(",")[3] for line in table[1:]] == ["1", "1"], "one pooled run per cell, not a run per fold"
+    best_row = next(line.split(",") for line in table[1:] if line.split(",")[5] == "True")
+    best = next(r for r in pooled if r.data.params["lr"] == best_row[0])
+    assert parent.data.tags["mer.best_cell_by_test_acc"] == best.info.run_name.removeprefix("pooled ").rsplit(" seed=", 1)[0]
+    assert parent.data.metrics["best_cell_by_test_acc/test/acc_mean"] == best.data.metrics["pooled/test/acc"]
+    assert parent.data.metrics["cells"] == 2 and parent.data.metrics["runs"] == 2
+
+    # Two folds of three: the cell is incomplete, and so is the sweep.
+    result = run_script("train.py", "-m", "protocol.fold=0,1", "protocol.k=3", *args)
+    client = MlflowClient(store)
+    (partial,) = [r for r in client.search_runs([experiment], "tags.`mer.role` = 'pooled_cell' and params.`protocol.k` = '3'")]
+    assert partial.info.status == "FAILED" and "1 of 3 folds" in partial.data.tags["mer.error"]
+    assert "fold=2" in partial.data.tags["mer.error"]
+    assert "pooled/test/acc" not in partial.data.metrics and partial.data.tags.get("mer.complete") != "true"
 
 
 def test_data_summary_counts_per_class_and_subject(tmp_path, tiny_tree):

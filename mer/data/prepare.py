@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class PreparedData:
-    records: list[ClipRecord]  # the clips that preprocessed cleanly
+    records: list[ClipRecord]  # the clips that preprocessed cleanly (the split holds every indexed clip)
     classes: list[str]
     skipped: list[tuple[str, str]]  # folders/rows the indexer skipped, clips it kept with a note
     report: CacheReport
@@ -30,12 +30,26 @@ class PreparedData:
     folds_path: Path
 
     def selected_folds(self) -> list[dict]:
+        """The folds to run, each less the clips that failed preprocessing; a held-out clip
+        so lost is named in the fold's `test_lost`, never silently out of the test part."""
         folds = self.folds["folds"]
-        if self.protocol.fold is None:
-            return folds
-        if not 0 <= self.protocol.fold < len(folds):
-            raise MerError(f"protocol.fold={self.protocol.fold} is out of range: this protocol has {len(folds)} folds (0..{len(folds) - 1})")
-        return [folds[self.protocol.fold]]
+        if self.protocol.fold is not None:
+            if not 0 <= self.protocol.fold < len(folds):
+                raise MerError(f"protocol.fold={self.protocol.fold} is out of range: this protocol has {len(folds)} folds (0..{len(folds) - 1})")
+            folds = [folds[self.protocol.fold]]
+        return [usable_fold(fold, {r.clip_id for r in self.records}) for fold in folds]
+
+
+def usable_fold(fold: dict, usable: set[str]) -> dict:
+    parts = {part: [i for i in fold[part] if i in usable] for part in ("train", "val", "test")}
+    lost = sorted(set(fold["test"]) - usable)
+    if not parts["test"]:
+        raise MerError(f"fold {fold['name']}: every held-out clip failed preprocessing ({', '.join(lost)}); "
+                       "the reasons are in the cache's failures.csv")
+    if lost:
+        log.warning("fold %s: %d of %d held-out clips failed preprocessing and are not scored: %s",
+                    fold["name"], len(lost), len(fold["test"]), ", ".join(lost))
+    return {**fold, **parts, "test_lost": lost}
 
 
 def report_stretched(records: list[ClipRecord], depth: int) -> None:
@@ -55,6 +69,9 @@ def prepare_data(cfg: DictConfig, progress: bool = True) -> PreparedData:
         log.warning("%s: %s", where, reason)  # the reason says "skipped" or "kept"
     report_stretched(records, cfg.preprocess.depth)
     protocol = ProtocolSettings(**cfg.protocol)
+    # Made from the indexed clips, before preprocessing: every preprocessing of one dataset
+    # (an ablation, another alignment) is scored on the same held-out clips.
+    folds, folds_path = load_or_make_folds(Path(cfg.paths.split_dir), records, protocol)
     cache = ClipCache(Path(cfg.paths.cache_dir), PreprocessSettings(**cfg.preprocess), Path(cfg.data.root))
     report = cache.build(records, cfg.data.preprocess_workers, progress)
     for record, reason in report.failed:
@@ -62,5 +79,4 @@ def prepare_data(cfg: DictConfig, progress: bool = True) -> PreparedData:
     if not report.ok:
         raise MerError(f"no clip could be preprocessed; reasons are listed in {cache.failures_path}")
     good = sorted(report.ok, key=lambda r: r.clip_id)
-    folds, folds_path = load_or_make_folds(Path(cfg.paths.split_dir), good, protocol)
     return PreparedData(good, list(cfg.data.classes), skipped, report, cache, protocol, folds, folds_path)

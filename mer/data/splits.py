@@ -22,7 +22,8 @@ from mer.files import atomic_write_text
 PROTOCOLS = ("holdout", "loso", "kfold")
 # Bumped when the same settings would make other folds, so a split saved by older code is
 # never reused for them. 2: k-fold and LOSO through scikit-learn, LOSO in natural subject order.
-SPLIT_SCHEME = 2
+# 3: the inner validation split holds whole subjects out wherever the test part does.
+SPLIT_SCHEME = 3
 SELECTIONS = ("last", "val")
 
 
@@ -35,7 +36,7 @@ class ProtocolSettings:
     k: int = 5  # kfold
     split_seed: int = 0  # fixed apart from the training seed: every run sees the same folds
     stratify: bool = True
-    subject_disjoint: bool = False  # holdout: whole subjects held out
+    subject_disjoint: bool = False  # holdout: whole subjects held out, from the test part and the inner val
     inner_val_fraction: float = 0.0  # share of each training part kept aside for selection
     selection: str = "last"  # which epoch is reported: the last, or the best on the inner val
     fold: int | None = None  # run one fold only (a Hydra multirun over protocol.fold runs them all)
@@ -53,6 +54,15 @@ class ProtocolSettings:
             raise MerError("protocol.holdout_fraction must be in (0, 1) and protocol.inner_val_fraction in [0, 1)")
         if self.name == "kfold" and self.k < 2:
             raise MerError(f"protocol.k must be >= 2, got {self.k}")
+        if self.subject_disjoint and self.name == "kfold":
+            raise MerError("protocol.subject_disjoint=true cannot apply to protocol=kfold, whose folds are stratified "
+                           "clips; use protocol=loso (one subject per fold) or protocol=holdout with subject_disjoint")
+
+    @property
+    def holds_out_subjects(self) -> bool:
+        """Whether test subjects are unseen in training: then validation subjects must be too,
+        or selection on val/* has seen the validation subjects' other clips."""
+        return self.name == "loso" or self.subject_disjoint
 
     def file_tag(self) -> str:
         fields = {k: v for k, v in asdict(self).items() if k not in ("fold", "selection", "monitor_heldout")}
@@ -64,6 +74,11 @@ def data_fingerprint(records: Sequence[ClipRecord]) -> str:
     """Identifies the set of clips and labels a split was made for."""
     text = "\n".join(sorted(f"{r.subject}/{r.clip_id}/{r.label}" for r in records))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def clip_set_digest(clip_ids: Sequence[str]) -> str:
+    """Identifies a set of clips (what a run was scored on), whatever their order."""
+    return hashlib.sha256("\n".join(sorted(clip_ids)).encode()).hexdigest()[:12]
 
 
 def holdout_split(records: Sequence[ClipRecord], fraction: float, seed: int, stratify: bool = True,
@@ -135,7 +150,8 @@ def make_folds(records: Sequence[ClipRecord], p: ProtocolSettings) -> list[dict]
         train = [i for i in ids if i not in held]
         val: list[str] = []
         if p.inner_val_fraction > 0:
-            train, val = holdout_split([by_id[i] for i in train], p.inner_val_fraction, p.split_seed + 1 + index, p.stratify)
+            train, val = holdout_split([by_id[i] for i in train], p.inner_val_fraction, p.split_seed + 1 + index, p.stratify,
+                                       subject_disjoint=p.holds_out_subjects)
         folds.append({"index": index, "name": name, "train": train, "val": val, "test": test})
     return folds
 

@@ -5,16 +5,29 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import tempfile
+from collections import Counter, defaultdict
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+from mer.data.splits import clip_set_digest
+from mer.errors import MerError
 from mer.metrics import confusion, scores
 from mer.reporting.confusion import confusion_figure
-from mer.tracking.runs import COMPLETE_FILTER, TrackedRun
+from mer.tracking.runs import (CELL_TAG, COMPLETE_TAG, FIXED_SETTINGS_TAG, POOL_TAG, POOLED_ROLE, SWEEP_VARIED_TAG,
+                               TEST_CLIPS_TAG, TrackedRun, close_run, describe, hold_open)
 
 PREDICTION_FIELDS = ("fold", "clip_id", "subject", "label", "predicted")
+# What a pooled run takes from its fold runs: the grouping the tables and the sweep
+# parent read, the protocol and the reported epoch, the sweep and the provenance.
+POOLED_CELL_TAGS = (CELL_TAG, FIXED_SETTINGS_TAG, SWEEP_VARIED_TAG, "mer.sweep_name", "mer.sweep_id", "mer.protocol",
+                    "mer.selection", "mlflow.source.git.commit", "mer.versions", "seed")
 
 
 def predictions_csv(rows: Sequence[dict], classes: Sequence[str]) -> str:
@@ -36,6 +49,11 @@ def _scores(rows: Sequence[dict], classes: Sequence[str]) -> dict[str, float]:
 
 def fold_table(rows: Sequence[dict], classes: Sequence[str]) -> tuple[list[dict], dict[str, float], np.ndarray]:
     """(one row per fold with its scores and size, scores of all rows pooled, pooled confusion)."""
+    repeated = sorted(clip for clip, n in Counter(r["clip_id"] for r in rows).items() if n > 1)
+    if repeated:
+        # Pooled figures count each held-out clip once; folds sharing a test clip are not one protocol's.
+        raise MerError(f"{len(repeated)} clip(s) are in the test part of more than one pooled fold "
+                       f"({', '.join(repeated[:5])}): these folds do not come from one split")
     folds: dict[str, list[dict]] = {}
     for row in rows:
         folds.setdefault(row["fold"], []).append(row)
@@ -74,6 +92,7 @@ def log_fold_report(run, predictions: list[dict], classes: Sequence[str], protoc
     if predictions:
         table, pooled, matrix = fold_table(predictions, classes)
         figures |= {f"pooled/test/{k}": v for k, v in pooled.items()}
+        run.set_tags({TEST_CLIPS_TAG: clip_set_digest([r["clip_id"] for r in predictions])})
         run.log_text(fold_markdown(table, figures, protocol, selection), "report/folds.md")
         run.log_text(predictions_csv(predictions, classes), "report/predictions.csv")
         figure = confusion_figure(matrix, classes, f"{protocol}: predictions pooled over {len(table)} folds")
@@ -83,20 +102,61 @@ def log_fold_report(run, predictions: list[dict], classes: Sequence[str], protoc
     return figures
 
 
-def pool_fold_runs(client, parent_run_id: str, classes: Sequence[str], tracking_uri: str) -> dict[str, float]:
-    """For a multirun over `protocol.fold`: pool the predictions of the parent's complete
-    fold runs and log the fold report to the parent. Nothing when fewer than two folds ran."""
+def pool_fold_cells(client, parent_run_id: str, classes: Sequence[str], tracking_uri: str) -> list[str]:
+    """For a multirun over `protocol.fold`: one run per cell (a config less its fold: each
+    learning rate, each seed), nested under the sweep's parent, holding that cell's folds
+    pooled, each held-out clip once. A cell missing folds is recorded FAILED, naming them,
+    never pooled as if complete. Returns the pooled runs' ids."""
     experiment_id = client.get_run(parent_run_id).info.experiment_id
-    children = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}' and {COMPLETE_FILTER}")
-    children = [c for c in children if "mer.fold" in c.data.tags]
-    if len({c.data.tags["mer.fold"] for c in children}) < 2:
-        return {}
-    predictions = []
+    children = client.search_runs([experiment_id], f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}'",
+                                  order_by=["attributes.start_time DESC"], max_results=10_000)
+    cells: dict[str, list] = defaultdict(list)
     for child in children:
-        path = client.download_artifacts(child.info.run_id, "predictions.csv")
-        with open(path) as handle:
-            predictions += read_predictions_csv(handle.read())
-    tags = children[0].data.tags
-    return log_fold_report(TrackedRun(client, parent_run_id, tracking_uri), predictions, classes,
-                           tags.get("mer.protocol", "folds"), tags.get("mer.selection", "?"),
-                           [c.data.metrics for c in children])
+        if POOL_TAG in child.data.tags and "mer.fold" in child.data.tags:
+            cells[child.data.tags[POOL_TAG]].append(child)
+    return [pool_cell(client, parent_run_id, runs, classes, tracking_uri) for runs in cells.values()]
+
+
+def expected_folds(client, run) -> list[str]:
+    """The fold names of the split `run` trained on, from its logged split file."""
+    name = run.data.params["data.split_file"]
+    with tempfile.TemporaryDirectory() as scratch:
+        document = json.loads(Path(client.download_artifacts(run.info.run_id, f"data/{name}", scratch)).read_text())
+    return [fold["name"] for fold in document["folds"]]
+
+
+def pool_cell(client, parent_run_id: str, runs: list, classes: Sequence[str], tracking_uri: str) -> str:
+    """The pooled run of one cell's fold runs (newest first; a fold run again counts once, as its newest)."""
+    complete = {}
+    for run in runs:
+        if run.info.status == "FINISHED" and run.data.tags.get(COMPLETE_TAG) == "true":
+            complete.setdefault(run.data.tags["mer.fold"], run)
+    sample = next(iter(complete.values()), runs[0])
+    missing = [name for name in expected_folds(client, sample) if name not in complete]
+    tags = {key: value for key, value in sample.data.tags.items() if key in POOLED_CELL_TAGS}
+    name = "pooled " + " ".join(part for part in sample.info.run_name.split() if not part.startswith("fold="))
+    pooled = client.create_run(sample.info.experiment_id, run_name=name, tags={
+        **tags, MLFLOW_RUN_NAME: name, MLFLOW_PARENT_RUN_ID: parent_run_id, "mer.role": POOLED_ROLE,
+        "mer.config_hash": sample.data.tags[POOL_TAG], "mer.pooled_runs": ",".join(r.info.run_id for r in complete.values())})
+    run_id = pooled.info.run_id
+    hold_open(client, run_id)
+    try:
+        handle = TrackedRun(client, run_id, tracking_uri)
+        handle.log_params({k: v for k, v in sample.data.params.items() if not k.startswith(("fold.", "protocol.fold"))})
+        if missing:
+            close_run(client, run_id, "FAILED", f"not pooled: {len(missing)} of {len(missing) + len(complete)} folds did "
+                      f"not finish or were not run ({', '.join(missing)})")
+            return run_id
+        predictions = []
+        for run in complete.values():
+            path = client.download_artifacts(run.info.run_id, "predictions.csv")
+            with open(path) as handle_:
+                predictions += read_predictions_csv(handle_.read())
+        log_fold_report(handle, predictions, classes, tags.get("mer.protocol", "folds"), tags.get("mer.selection", "?"),
+                        [r.data.metrics for r in complete.values()])
+        client.set_tag(run_id, COMPLETE_TAG, "true")
+    except BaseException as error:
+        close_run(client, run_id, "FAILED", describe(error))
+        raise
+    close_run(client, run_id, "FINISHED")
+    return run_id

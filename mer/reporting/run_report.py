@@ -3,6 +3,8 @@ a preview of what the network sees) and its held-out predictions and confusion m
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Sequence
 
 import matplotlib.pyplot as plt
@@ -17,11 +19,14 @@ from mer.reporting.folds import predictions_csv
 from mer.tracking.runs import TrackedRun
 
 
-def log_data_report(run: TrackedRun, data: PreparedData, dataset_name: str) -> None:
+def log_data_report(run: TrackedRun, data: PreparedData, dataset_name: str, launch_dir: Path) -> None:
     """What the run trained and tested on: counts, the split, the cache manifest, failures, a preview."""
     # Clip counts per class and subject are in data/summary.md; params stay the few compared.
+    # The root relative to the launch folder: tables print it, and this machine's absolute
+    # path says nothing on another.
     run.log_params({"data.clips_ok": len(data.report.ok), "data.clips_failed": len(data.report.failed),
-                    "data.split_file": data.folds_path.name, "protocol.n_folds": len(data.folds["folds"])})
+                    "data.split_file": data.folds_path.name, "protocol.n_folds": len(data.folds["folds"]),
+                    "data.root": os.path.relpath(data.cache.data_root.resolve(), Path(launch_dir).resolve())})
     run.set_tags({"mer.cache_dir": str(data.cache.dir)})
     run.log_text(summary_markdown(data.records, data.classes, data.skipped, dataset_name), "data/summary.md")
     run.log_artifact(data.folds_path, "data")

@@ -22,7 +22,8 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 from mer.errors import MerError  # noqa: E402
 from mer.reporting.paper import PAPER_TABLE6, PAPER_TABLES  # noqa: E402
-from mer.tracking.runs import CELL_TAG, COMPLETE_FILTER, FIXED_SETTINGS_TAG, SWEEP_VARIED_TAG, is_setting, short_name  # noqa: E402
+from mer.tracking.runs import (COMPLETE_FILTER, FIXED_SETTINGS_TAG, SWEEP_VARIED_TAG, TEST_CLIPS_TAG,  # noqa: E402
+                               is_setting, short_name)
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 METRICS = ("test/acc", "pooled/test/acc")
 # What an inner validation split says of the same run; the cell it would pick is shown beside.
 SELECTION_METRICS = ("val/acc_best", "fold_mean/val/acc_best")
+MIXED_CLIPS_MARK = "‡"  # a cell whose runs were scored on different held-out clips
 
 
 def sweep_runs(client: MlflowClient, experiment_name: str, sweep: str) -> list:
@@ -42,13 +44,19 @@ def sweep_runs(client: MlflowClient, experiment_name: str, sweep: str) -> list:
     # A config run again (sweep.force=true) counts once, as its newest run: resuming treats a
     # finished run of a config as that config's result, and so do the tables.
     newest = {}
-    for run in found:
+    for run in counted_runs(found):
         if run.data.tags.get("mer.role") != "sweep_parent":
             newest.setdefault(run.data.tags.get("mer.config_hash", run.info.run_id), run)
     runs = list(newest.values())
     if not runs:
         raise MerError(f"no complete runs of sweep {sweep!r} in experiment {experiment_name!r}")
     return runs
+
+
+def counted_runs(runs: list) -> list:
+    """The runs a table cell or a sweep's best cell counts: one fold of several counts only
+    through its cell's pooled run (`mer.reporting.folds.pool_fold_cells`), never on its own."""
+    return [r for r in runs if not ("mer.fold" in r.data.tags and int(r.data.params.get("protocol.n_folds", "1")) > 1)]
 
 
 # The settings a table's title states, with how each reads; the varied one is left out.
@@ -120,8 +128,12 @@ def accuracy(run) -> float | None:
     return first_metric(run, METRICS)
 
 
-def number(text: str):
-    value = float(text)
+def number(text: str | None):
+    """A param's value as it sorts: numbers by value, other values (a group's choice) as text."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return text or ""
     return int(value) if value.is_integer() and "." not in text else value
 
 
@@ -134,43 +146,62 @@ def cells(runs, keys: list[str]) -> dict[tuple, list]:
 
 
 def summarise(grouped: dict[tuple, list]) -> list[dict]:
+    """One row per cell, in the cells' order; the cell with the best held-out mean is the
+    row marked `best` (the first of equals), the one definition tables and sweep parents share."""
     rows = []
     for values, members in grouped.items():
         accs = [100 * accuracy(r) for r in members]
         inner = [100 * v for v in (first_metric(r, SELECTION_METRICS) for r in members) if v is not None]
+        clip_sets = {r.data.tags.get(TEST_CLIPS_TAG) for r in members}
         rows.append({"values": values, "mean": statistics.fmean(accs), "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
                      "n": len(accs), "seeds": sorted(int(r.data.params.get("seed", 0)) for r in members),
-                     "val_mean": statistics.fmean(inner) if len(inner) == len(members) else None})
+                     "val_mean": statistics.fmean(inner) if len(inner) == len(members) else None,
+                     "mixed_clips": len(clip_sets) > 1, "clip_sets": clip_sets, "members": members})
     best = max(rows, key=lambda r: r["mean"])
     for row in rows:
         row["best"] = row is best
     return rows
 
 
-def best_cell_summary(runs: list) -> tuple[dict[str, float], dict[str, str]]:
-    """A sweep parent's figures over its complete runs: how many cells (settings apart from
-    the seed) and runs, and the held-out accuracy mean ± std of the best cell by it (what
-    the paper reports; nothing is selected with it)."""
-    scored = [r for r in runs if accuracy(r) is not None]
-    groups: dict[str, list] = defaultdict(list)
-    for run in scored:
-        groups[run.data.tags.get(CELL_TAG, run.info.run_id)].append(run)
-    metrics = {"cells": float(len(groups)), "runs": float(len(scored))}
-    if not groups:
+def best_cell_summary(runs: list, keys: list[str]) -> tuple[dict[str, float], dict[str, str]]:
+    """A sweep parent's figures over its complete runs, cells being the values of the varied
+    `keys` (the seed and the fold apart), as its tables group them: how many cells and runs,
+    the held-out accuracy mean ± std of the cell with the best held-out mean (named so: the
+    paper's pick, optimistic, nothing is selected with it) and, where every run has an inner
+    validation split, of the cell that split picks."""
+    rows = summarise(cells(counted_runs(runs), keys)) if any(accuracy(r) is not None for r in runs) else []
+    metrics = {"cells": float(len(rows)), "runs": float(sum(r["n"] for r in rows))}
+    if not rows:
         return metrics, {}
-    best = max(groups.values(), key=lambda members: statistics.fmean(accuracy(r) for r in members))
-    accs = [accuracy(r) for r in best]
-    metrics |= {"best_cell/test/acc_mean": statistics.fmean(accs),
-                "best_cell/test/acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0}
-    return metrics, {"mer.best_cell": best[0].info.run_name.rsplit(" seed=", 1)[0]}
+    picks = [("best_cell_by_test_acc", next(r for r in rows if r["best"]))]
+    judged = [r for r in rows if r["val_mean"] is not None]
+    if len(judged) == len(rows):
+        picks.append(("best_cell_by_val_acc", max(judged, key=lambda r: r["val_mean"])))
+    tags = {}
+    for prefix, row in picks:
+        accs = [accuracy(r) for r in row["members"]]
+        metrics |= {f"{prefix}/test/acc_mean": statistics.fmean(accs),
+                    f"{prefix}/test/acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0}
+        name = row["members"][0].info.run_name.removeprefix("pooled ")
+        tags[f"mer.{prefix}"] = name.rsplit(" seed=", 1)[0]
+    return metrics, tags
 
 
-def protocol_note(runs) -> str:
+def protocol_note(runs, rows: list[dict]) -> str:
     run = runs[0]
     n_test = int(run.data.params.get("fold.n_test", 0) or 0)
     step = f" {n_test} held-out clips allow only steps of {100 / n_test:.2f} points;" if n_test else ""
-    return (f"Data: {param(run, 'data.name') or '?'}; protocol: {param(run, 'protocol.name') or '?'}"
-            f", reported epoch: {run.data.tags.get('mer.selection', '?')}.{step} each cell is the mean ± std over the runs counted.")
+    root = run.data.params.get("data.root")
+    note = (f"Data: {param(run, 'data.name') or '?'}{f' ({root})' if root else ''}; "
+            f"protocol: {param(run, 'protocol.name') or '?'}, reported epoch: {run.data.tags.get('mer.selection', '?')}."
+            f"{step} each cell is the mean ± std over the runs counted; bold: the cell with the best held-out mean, "
+            "picked on the held-out clips as the paper picks (optimistic).")
+    if any(row["mixed_clips"] for row in rows):
+        note += (f" {MIXED_CLIPS_MARK} the runs of this cell were scored on different held-out clips (some failed "
+                 "preprocessing: see each run's fold.n_test_lost).")
+    elif len(set().union(*(row["clip_sets"] for row in rows))) > 1:
+        note += " The cells were scored on different held-out clips (see each run's fold.n_test_lost)."
+    return note
 
 
 def table_markdown(sweep: str, title: str, keys: list[str], rows: list[dict], note: str) -> str:
@@ -180,6 +211,7 @@ def table_markdown(sweep: str, title: str, keys: list[str], rows: list[dict], no
     for row in rows:
         ours = f"{row['mean']:.2f} ± {row['std']:.2f}"
         ours = f"**{ours}**" if row["best"] else ours
+        ours += f" {MIXED_CLIPS_MARK}" if row["mixed_clips"] else ""
         cells_ = [*(str(v) for v in row["values"]), ours, str(row["n"]), ",".join(map(str, row["seeds"]))]
         if paper:
             figure = paper["values"].get(row["values"][0])
@@ -192,10 +224,10 @@ def table_csv(keys: list[str], rows: list[dict], sweep: str) -> str:
     paper = PAPER_TABLES.get(sweep, {}).get("values", {})
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow([*keys, "mean_acc", "std_acc", "runs", "seeds", "best", "paper_acc"])
+    writer.writerow([*keys, "mean_acc", "std_acc", "runs", "seeds", "best", "paper_acc", "mixed_test_clips"])
     for row in rows:
         writer.writerow([*row["values"], f"{row['mean']:.4f}", f"{row['std']:.4f}", row["n"],
-                         " ".join(map(str, row["seeds"])), row["best"], paper.get(row["values"][0], "")])
+                         " ".join(map(str, row["seeds"])), row["best"], paper.get(row["values"][0], ""), row["mixed_clips"]])
     return buffer.getvalue()
 
 
@@ -278,7 +310,7 @@ def build_sweep_report(client: MlflowClient, experiment_name: str, sweep: str, o
     grouped = cells(runs, keys)
     rows = summarise(grouped)
     names = [short_name(k) for k in keys]  # as the runs' params and names spell them
-    note = protocol_note(runs) + "".join(f" Left out: {line}." for line in left_out)
+    note = protocol_note(runs, rows) + "".join(f" Left out: {line}." for line in left_out)
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(out_dir) if out_dir else Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)

@@ -4,26 +4,38 @@ with recognition accuracy / UF1 on the hits, against random intervals of the tru
 on the same recordings. The result is an MLflow run (experiment `logger.experiment_name`,
 `mer-spotting` by default) holding the figures, a per-video table and every timeline.
 
-A model is scored only on recordings it never trained on. One trained on another dataset
-takes every recording; one trained on this very tree takes its held-out subjects' only,
-so a leave-one-subject-out sweep's runs, given together, cover the tree once."""
+A recording is scored only by a model that never trained on its subject: the same person
+under another dataset's name counts (SMIC-HS is cut from the SMIC-E recordings, the built-in
+layouts reuse the same faces; see `mer.datasets.identity`). Whom a model trained on is read
+from the split file its run logged (train + val of the folds it trained), so a
+leave-one-subject-out sweep's runs, given together, cover a tree of its subjects once, each
+recording by the run that held its subject out. `allow_seen_subjects` scores the others too,
+and says so in the run's tags and report."""
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from omegaconf import DictConfig, OmegaConf
 
-from mer.datasets.records import ClipRecord
+from mer.data.index import index_dataset
+from mer.datasets.identity import subject_identities
+from mer.datasets.records import ClipRecord, natural_key
 from mer.errors import MerError
+from mer.evaluation import fetch_split, localise
 from mer.metrics import scores
 from mer.spotting.megc import BaselineScores, SpotCounts, match_intervals, random_baseline
 from mer.spotting.model import TrainedModel
 from mer.spotting.predict import Prediction, TruthInterval, csv_text, predictor, write_prediction
+from mer.synthetic.generator import COMPLETE_MARKER
 
 log = logging.getLogger(__name__)
 
@@ -32,60 +44,151 @@ log = logging.getLogger(__name__)
 class Recording:
     path: Path
     subject: str
+    identity: str  # the person, across the datasets of one corpus family
     frames: tuple[Path, ...]
     truth: list[TruthInterval] = field(default_factory=list)
-    clip_ids: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
         return self.path.name
 
 
-def recordings_of(records: Sequence[ClipRecord]) -> list[Recording]:
-    """One recording per video, with all its annotated intervals (a long video can hold several)."""
+def tree_identities(data: DictConfig, records: Sequence[ClipRecord]) -> dict[str, str]:
+    """Subject -> identity for records of the tree `data` names."""
+    root = Path(data.root).expanduser()
+    return subject_identities(records, root, built_in=(root / COMPLETE_MARKER).is_file())
+
+
+def recordings_in(data: DictConfig, progress: bool = False) -> list[Recording]:
+    """One recording per video of the tree, with all its annotated intervals (a long video can hold several)."""
+    records, skipped = index_dataset(data, progress=progress)
+    for where, reason in skipped:
+        log.warning("%s: %s", where, reason)
+    identities = tree_identities(data, records)
     by_path: dict[Path, Recording] = {}
     for record in records:
         if record.onset is None or record.offset is None:
             raise MerError(f"{record.path}: the annotation gives no onset..offset interval; spot-eval needs long "
                            "videos annotated with them (data=smic_e or data=builtin_smic_e)")
-        recording = by_path.setdefault(record.path, Recording(record.path, record.subject, record.frames))
+        recording = by_path.setdefault(record.path, Recording(record.path, record.subject, identities[record.subject],
+                                                              record.frames))
         recording.truth.append(TruthInterval(record.onset, record.offset, record.label))
-        recording.clip_ids.append(record.clip_id)
     return sorted(by_path.values(), key=lambda r: str(r.path))
 
 
-def heldout_clip_ids(model: TrainedModel, cfg: DictConfig) -> set[str] | None:
-    """The clips `model` was tested on, when it was trained on this tree; None when it never saw it."""
-    from mer.data.prepare import prepare_data
-    from mer.evaluation import localise
+def split_run(model: TrainedModel) -> tuple[MlflowClient, str, str]:
+    """(store, run, split file name) of the run that logged the split `model` trained on: its
+    own run, or for one fold of a multi-fold run, the parent that made the folds. A
+    checkpoint's run is looked up in the store given, then in the one its config logged to."""
+    if model.run_id is None:
+        raise MerError(f"{model.checkpoint} names no MLflow run, so the split it trained on is unknown; give --run-id "
+                       "of the train.py run that logged it")
+    stores = list(dict.fromkeys(u for u in (model.tracking_uri, OmegaConf.select(model.run_cfg, "logger.tracking_uri"))
+                                if u))
+    for uri in stores:
+        # A client on a missing sqlite file would create an empty store there.
+        if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+            continue
+        client = MlflowClient(uri)
+        try:
+            run = client.get_run(model.run_id)
+        except MlflowException:
+            continue
+        while "data.split_file" not in run.data.params and MLFLOW_PARENT_RUN_ID in run.data.tags:
+            run = client.get_run(run.data.tags[MLFLOW_PARENT_RUN_ID])
+        name = run.data.params.get("data.split_file")
+        if not name:
+            raise MerError(f"run {model.run_id} logged no split file (param data.split_file), so which subjects it "
+                           "trained on is unknown and spot-eval cannot keep them out; give a train.py run that logged one")
+        return client, run.info.run_id, name
+    raise MerError(f"run {model.run_id} (named by {model.checkpoint}) is in none of the stores {', '.join(stores)}, so "
+                   "the split it trained on is unknown; give --tracking-uri of the store it was logged to")
 
-    # The training run's paths, moved to this command's folders, as evaluate.py reads them.
+
+def trained_folds(model: TrainedModel, cfg: DictConfig) -> list[dict]:
+    """The folds `model` trained, as its run logged them: a split made again here could
+    differ from the one it trained on (other clips preprocessed, a newer split scheme)."""
+    client, run_id, name = split_run(model)
+    split_dir = Path(cfg.paths.split_dir)
+    try:
+        fetch_split(client, run_id, split_dir)
+        folds = json.loads((split_dir / name).read_text())["folds"]
+    except (MlflowException, OSError, ValueError, KeyError) as error:
+        raise MerError(f"run {run_id} logged data.split_file={name}, but its artifact data/{name} cannot be read "
+                       f"({type(error).__name__}: {error})") from error
+    fold = OmegaConf.select(model.run_cfg, "protocol.fold", default=None)
+    return folds if fold is None else [folds[fold]]
+
+
+def trained_identities(model: TrainedModel, cfg: DictConfig) -> set[str]:
+    """Who `model` trained on: the subjects of its folds' train and val clips, read from the
+    tree it trained on (here, under this command's paths), as identities."""
+    clips = {clip for fold in trained_folds(model, cfg) for clip in (*fold["train"], *fold["val"])}
     trained = localise(model.run_cfg, cfg)
-    if trained.data.layout != cfg.data.layout or Path(trained.data.root).resolve() != Path(cfg.data.root).resolve():
-        return None
-    return set(prepare_data(trained, progress=False).selected_folds()[0]["test"])
+    try:
+        records, _ = index_dataset(trained.data, progress=False)
+    except MerError as error:
+        raise MerError(f"the data run {model.run_id} trained on is needed to know whom it saw: {error}") from error
+    by_id = {record.clip_id: record for record in records}
+    missing = sorted(clips - set(by_id))
+    if missing:
+        raise MerError(f"run {model.run_id}'s split names {len(missing)} training clips that {trained.data.root} does "
+                       f"not hold (e.g. {missing[0]}): that is not the tree it trained on")
+    return set(tree_identities(trained.data, [by_id[clip] for clip in clips]).values())
 
 
-def assign(recordings: Sequence[Recording], models: Sequence[TrainedModel], cfg: DictConfig
-           ) -> list[tuple[Recording, TrainedModel]]:
-    heldout = [heldout_clip_ids(model, cfg) for model in models]
-    if any(ids is None for ids in heldout):
-        if len(models) > 1:
-            raise MerError("give one model trained on other data, or the runs of one sweep trained on this tree "
-                           f"({cfg.data.root}) whose held-out subjects cover it; not a mix")
-        return [(recording, models[0]) for recording in recordings]
-    pairs = []
+def subjects_of(recordings: Sequence[Recording]) -> list[str]:
+    return sorted({r.subject for r in recordings}, key=natural_key)
+
+
+@dataclass
+class Assignment:
+    pairs: list[tuple[Recording, TrainedModel]]
+    left_out: list[Recording]  # every given model trained on their subjects
+    seen: list[Recording]  # scored by a model that trained on their subject (allow_seen_subjects)
+    allow_seen_subjects: bool = False
+
+    def notes(self) -> list[str]:
+        total = len(self.pairs) + len(self.left_out)
+        lines = []
+        if self.left_out:
+            lines.append(f"left out {len(self.left_out)} of {total} recordings: every given model trained on their "
+                         f"subjects ({', '.join(subjects_of(self.left_out))})")
+        if self.seen:
+            lines.append(f"--allow-seen-subjects: {len(self.seen)} of {total} recordings (subjects "
+                         f"{', '.join(subjects_of(self.seen))}) were scored by a model that trained on their "
+                         "subjects; these figures overstate it")
+        elif self.allow_seen_subjects:
+            lines.append("--allow-seen-subjects: given, but every recording was scored by a model that never trained "
+                         "on its subject")
+        return lines
+
+
+def assign(recordings: Sequence[Recording], models: Sequence[TrainedModel], cfg: DictConfig,
+           allow_seen_subjects: bool = False) -> Assignment:
+    """Each recording with the one given model that never trained on its subject (with
+    `allow_seen_subjects`, where there is none, the one given model that did)."""
+    seen_by = [trained_identities(model, cfg) for model in models]
+    pairs, left_out, seen = [], [], []
     for recording in recordings:
-        owners = [m for m, ids in zip(models, heldout) if set(recording.clip_ids) <= ids]
-        if owners:
-            pairs.append((recording, owners[0]))
+        unseen = [m for m, identities in zip(models, seen_by) if recording.identity not in identities]
+        scorers = unseen or (list(models) if allow_seen_subjects else [])
+        if len(scorers) > 1:
+            raise MerError(f"{recording.name} (subject {recording.subject}) could be scored by {len(scorers)} of the "
+                           "given models; give models whose unseen subjects do not overlap (the runs of one LOSO "
+                           "sweep), so that each recording has one")
+        if not scorers:
+            left_out.append(recording)
+            continue
+        pairs.append((recording, scorers[0]))
+        if not unseen:
+            seen.append(recording)
     if not pairs:
-        raise MerError(f"every recording of {cfg.data.root} was in the given models' training clips: scoring them "
-                       "would overstate the model; give runs whose held-out subjects (protocol=loso) cover the tree")
-    if len(pairs) < len(recordings):
-        log.warning("%d of %d recordings were training clips of every given model and are left out",
-                    len(recordings) - len(pairs), len(recordings))
-    return pairs
+        raise MerError(f"every recording of {cfg.data.root} shows a subject the given "
+                       f"model{'s' if len(models) > 1 else ''} trained on ({', '.join(subjects_of(left_out))}), and "
+                       "scores on them would overstate it; give runs that held these subjects out (protocol=loso, or "
+                       "protocol.subject_disjoint=true), or pass --allow-seen-subjects to score them anyway")
+    return Assignment(pairs, left_out, seen, allow_seen_subjects)
 
 
 @dataclass
@@ -119,6 +222,7 @@ class SpotEvalResult:
     baseline: BaselineScores
     recognition: dict[str, float]
     classes: list[str]
+    notes: list[str] = field(default_factory=list)  # recordings left out, or scored by a model that saw their subject
     run_id: str | None = None
 
     def metrics(self) -> dict[str, float]:
@@ -138,6 +242,7 @@ class SpotEvalResult:
                  f"recall {b.recall:.3f}  F1 {b.f1:.3f}",
                  f"  recognition on the {c.tp} hits: acc {self.recognition['acc']:.3f}  UF1 {self.recognition['uf1']:.3f}"]
         lines += [f"  {v.recording.name}: {v.prediction.message}" for v in self.videos if v.prediction.message]
+        lines += [f"  {note}" for note in self.notes]
         if self.run_id:
             lines.append(f"logged to MLflow run {self.run_id}")
         return "\n".join(lines)
@@ -170,14 +275,12 @@ def summarise(videos: list[VideoScore], classes: Sequence[str], draws: int, seed
     return SpotEvalResult(videos, counts, baseline, recognition, list(classes))
 
 
-def spot_eval(cfg: DictConfig, models: Sequence[TrainedModel], overrides: Sequence[str]) -> SpotEvalResult:
-    from mer.data.index import index_dataset
+def spot_eval(cfg: DictConfig, models: Sequence[TrainedModel], overrides: Sequence[str],
+              allow_seen_subjects: bool = False) -> SpotEvalResult:
     from mer.tracking.runs import tracked_run
 
-    records, skipped = index_dataset(cfg.data, progress=cfg.progress)
-    for where, reason in skipped:
-        log.warning("%s: %s", where, reason)
-    pairs = assign(recordings_of(records), models, cfg)
+    assignment = assign(recordings_in(cfg.data, progress=cfg.progress), models, cfg, allow_seen_subjects)
+    pairs = assignment.pairs
     fps = cfg.fps or OmegaConf.select(cfg, "data.fps", default=None)
     classes = list(models[0].classes)
     if any(list(m.classes) != classes for m in models):
@@ -186,17 +289,21 @@ def spot_eval(cfg: DictConfig, models: Sequence[TrainedModel], overrides: Sequen
     if not cfg.logger.run_name:
         cfg.logger.run_name = f"spot-eval {cfg.data.name} {cfg.backend} " + (
             f"{len(models)} runs" if len(models) > 1 else (models[0].run_id or models[0].checkpoint_sha256[:12]))
-    with tracked_run(cfg, overrides, extra_tags={"mer.kind": "spot-eval"}) as run:
+    tags = {"mer.kind": "spot-eval", **({"mer.allow_seen_subjects": "true"} if allow_seen_subjects else {})}
+    subjects = {key: " ".join(subjects_of(part))
+                for key, part in (("left_out_subjects", assignment.left_out), ("seen_subjects", assignment.seen)) if part}
+    with tracked_run(cfg, overrides, extra_tags=tags) as run:
         run.log_params({"model.run_ids": " ".join(str(m.run_id) for m in models),
                         "model.checkpoint_sha256": " ".join(m.checkpoint_sha256 for m in models),
                         "model.preprocess_sha256": models[0].preprocess_sha256, "backend": cfg.backend,
-                        "data.root": str(cfg.data.root), "fps": fps, "recordings": len(pairs),
+                        "data.root": str(cfg.data.root), "fps": fps, "recordings": len(pairs), **subjects,
                         "baseline_draws": cfg.baseline_draws,
                         **{f"window.{k}": v for k, v in OmegaConf.to_container(cfg.window).items()},
                         **{f"faces.{k}": v for k, v in OmegaConf.to_container(cfg.faces).items()},
                         **{f"spotting.{k}": v for k, v in OmegaConf.to_container(cfg.spotting).items()}})
         videos = evaluate_recordings(pairs, cfg, fps)
         result = summarise(videos, classes, cfg.baseline_draws, cfg.seed)
+        result.notes = assignment.notes()
         with tempfile.TemporaryDirectory() as scratch:
             for video in videos:
                 files = write_prediction(video.prediction, Path(scratch) / "timelines", video.recording.name,

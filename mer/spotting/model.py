@@ -32,6 +32,8 @@ class TrainedModel:
     checkpoint: Path
     checkpoint_sha256: str
     run_id: str | None
+    # The store given for the run; a checkpoint file's own run is looked up there first.
+    tracking_uri: str
 
     @property
     def preprocess_sha256(self) -> str:
@@ -84,7 +86,8 @@ def load_trained(checkpoint: Path | None = None, run_id: str | None = None,
         params = client.get_run(run_id).data.params
         offset, scale = float(params["fold.input_offset"]), float(params["fold.input_scale"])
     return TrainedModel(module.net.eval(), run_cfg, list(run_cfg.data.classes), PreprocessSettings(**run_cfg.preprocess),
-                        offset, scale, checkpoint, file_sha256(checkpoint), run_id or stored.get("mer_run_id"))
+                        offset, scale, checkpoint, file_sha256(checkpoint), run_id or stored.get("mer_run_id"),
+                        tracking_uri)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -2,10 +2,13 @@
 CASME II, SAMM, the MEGC2019 composite of the first three), so every loader runs on
 real face frames without the licensed data.
 
-Clips are rendered by the generator (`render_clip`, `clip_plan`); this module only
+Clips are rendered by the generator (`rendered_clips`, `clip_plan`); this module only
 names folders and frames the way each dataset does and writes its annotation workbook
 as the original lays it out: SAMM's header below a 13-row preamble, CASME II's '/' in
-some ApexFrame cells, SMIC-E's absolute OnsetF/OffsetF with the video's FirstF.
+some ApexFrame cells, SMIC-E's absolute OnsetF/OffsetF with the video's FirstF. Beside
+each tree's annotation it records which face plays which subject (`identity.FACES_FILE`):
+the layouts reuse the same few faces, and a model must not be scored on a person it
+trained on under another dataset's name.
 The rendered motion is one of three classes (negative, positive, surprise); annotations
 name it with each dataset's own emotion words.
 """
@@ -21,6 +24,7 @@ import numpy as np
 from openpyxl import Workbook
 
 from mer.datasets.composite import DEFAULT_ROOTS
+from mer.datasets.identity import write_faces
 from mer.synthetic.real_faces import FACE_SOURCES
 from mer.synthetic.generator import SMIC_ABBREVIATIONS, WRITE_HINT, GeneratorSettings, rendered_clips, staged_tree
 from mer.errors import MerError
@@ -50,6 +54,8 @@ SAMM_OBJECTIVE = {"Happiness": 1, "Surprise": 2, "Anger": 3, "Contempt": 4, "Dis
 SMIC_E_TAIL = 2
 # One clip in five gets '/' for its apex, like the few such rows in CASME II.
 CASME2_NO_APEX = 5
+# SAMM's participants start at 006.
+SAMM_FIRST_SUBJECT = 6
 
 
 def write_annotation(path: Path, columns: Sequence[str], rows: Sequence[Mapping[str, object]], preamble: Sequence[str] = ()) -> Path:
@@ -68,6 +74,11 @@ def write_annotation(path: Path, columns: Sequence[str], rows: Sequence[Mapping[
     return Path(path)
 
 
+def _record_faces(folder: Path, faces: Sequence[int], first_subject: int = 1) -> None:
+    """Subject `first_subject + k` is played by `FACE_SOURCES[faces[k]]`, as `rendered_clips` casts them."""
+    write_faces(folder, {first_subject + k: FACE_SOURCES[face].name for k, face in enumerate(faces)})
+
+
 def _write_frames(folder: Path, names: Sequence[str], frames: Sequence[np.ndarray], grey: bool = False) -> None:
     folder.mkdir(parents=True)
     for name, frame in zip(names, frames):
@@ -81,12 +92,13 @@ def generate_smic_hs(root: Path, settings: GeneratorSettings = GeneratorSettings
     """Write the built-in dataset to `root` as `HS/s{N}/micro/{class}/s{N}_{ab}_{NN}/image{6d}.bmp`,
     frame numbers absolute as in SMIC-HS recordings."""
     root = Path(root)
+    faces = range(settings.subjects)
     with staged_tree(root) as staging:
-        for clip in rendered_clips(settings, range(settings.subjects), progress, "generating built-in clips",
-                                   absolute_first=True):
+        for clip in rendered_clips(settings, faces, progress, "generating built-in clips", absolute_first=True):
             clip_id = f"s{clip.subject}_{SMIC_ABBREVIATIONS[clip.label]}_{clip.count:02d}"
             _write_frames(staging / "HS" / f"s{clip.subject}" / "micro" / clip.label / clip_id,
                           [f"image{clip.first + t:06d}.bmp" for t in range(len(clip.frames))], clip.frames)
+        _record_faces(staging, faces)
     return root
 
 
@@ -103,9 +115,10 @@ def write_casme2(root: Path, settings: GeneratorSettings, faces: Sequence[int], 
         emotion = {"positive": "happiness", "surprise": "surprise"}.get(clip.label) or CASME2_NEGATIVE[clip.number % 2]
         no_apex = clip.number % CASME2_NO_APEX == 2
         rows.append({"Subject": f"{clip.subject:02d}", "Filename": filename, "OnsetFrame": first,
-                     "ApexFrame": "/" if no_apex else first + n // 2, "OffsetFrame": first + n - 1,
+                     "ApexFrame": "/" if no_apex else first + clip.apex, "OffsetFrame": first + n - 1,
                      "Action Units": ACTION_UNITS[clip.label], "Estimated Emotion": emotion})
     write_annotation(root / "CASME2-coding-20140508.xlsx", CASME2_COLUMNS, rows)
+    _record_faces(root, faces)
 
 
 def write_samm(root: Path, settings: GeneratorSettings, faces: Sequence[int], progress: bool) -> None:
@@ -113,7 +126,7 @@ def write_samm(root: Path, settings: GeneratorSettings, faces: Sequence[int], pr
     rows = []
     for clip in rendered_clips(settings, faces, progress, "writing SAMM clips"):
         n = len(clip.frames)
-        subject = f"{5 + clip.subject:03d}"  # SAMM's participants start at 006
+        subject = f"{SAMM_FIRST_SUBJECT - 1 + clip.subject:03d}"
         inducement = 1 + clip.number % 7
         filename = f"{subject}_{inducement}_{clip.in_subject}"
         first = 1_000 + 400 * clip.number
@@ -121,10 +134,11 @@ def write_samm(root: Path, settings: GeneratorSettings, faces: Sequence[int], pr
                       clip.frames, grey=True)
         emotion = {"positive": "Happiness", "surprise": "Surprise"}.get(clip.label) or SAMM_NEGATIVE[clip.number % 3]
         rows.append({"Subject": subject, "Filename": filename, "Inducement Code": inducement, "Onset Frame": first,
-                     "Apex Frame": first + n // 2, "Offset Frame": first + n - 1, "Duration": n, "Micro": "Micro",
+                     "Apex Frame": first + clip.apex, "Offset Frame": first + n - 1, "Duration": n, "Micro": "Micro",
                      "Action Units": ACTION_UNITS[clip.label], "Estimated Emotion": emotion,
                      "Objective Classes": SAMM_OBJECTIVE[emotion], "Notes": None})
     write_annotation(root / "SAMM_Micro_FACS_Codes_v2.xlsx", SAMM_COLUMNS, rows, SAMM_PREAMBLE)
+    _record_faces(root, faces, SAMM_FIRST_SUBJECT)
 
 
 def write_smic_e(root: Path, settings: GeneratorSettings, faces: Sequence[int], progress: bool) -> None:
@@ -146,6 +160,7 @@ def write_smic_e(root: Path, settings: GeneratorSettings, faces: Sequence[int], 
                      "OffsetF": first + onset + clip.length - 1, "FirstF": first, "LastF": first + len(video) - 1,
                      "Emotion": clip.label})
     write_annotation(root / "SMIC-HS-E_annotation.xlsx", SMIC_E_COLUMNS, rows)
+    _record_faces(root, faces)
 
 
 def write_composite(root: Path, settings: GeneratorSettings, faces: Sequence[int], progress: bool) -> None:

@@ -38,8 +38,13 @@ TRACKED_PACKAGES = ("mer", "torch", "pytorch-lightning", "torchmetrics", "hydra-
 # Set, with status FINISHED, only once a run's results, predictions and artifacts are all
 # logged: sweep resume and the tables count a run only when both say so.
 COMPLETE_TAG = "mer.complete"
-CELL_TAG = "mer.cell_hash"  # a run's settings less its seed: its runs over seeds form one cell
-# A sweep run's settings less its sweep's varied keys and the seed (the tables' grouping).
+# A run's settings less its seed and fold: its runs over seeds (and folds) form one cell.
+CELL_TAG = "mer.cell_hash"
+# A run's settings less its fold: the fold runs whose predictions pool into one figure.
+POOL_TAG = "mer.pool_hash"
+TEST_CLIPS_TAG = "mer.test_clips"  # digest of the held-out clips a run's test figures are computed on
+POOLED_ROLE = "pooled_cell"  # mer.role of the run holding one config's folds pooled
+# A sweep run's settings less its sweep's varied keys, the seed and the fold (the tables' grouping).
 FIXED_SETTINGS_TAG = "mer.fixed_settings_hash"
 SWEEP_VARIED_TAG = "mer.sweep_varied"  # the config keys a sweep's table varies, comma-separated
 # Where a run's checkpoints go; `last.ckpt` there is what resuming continues from.

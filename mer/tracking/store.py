@@ -6,6 +6,8 @@ import fcntl
 from pathlib import Path
 
 import mlflow
+from mlflow.entities import LifecycleStage
+from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 from mlflow.tracking import MlflowClient
 from omegaconf.errors import InterpolationResolutionError
 
@@ -81,9 +83,17 @@ def _ensure_experiment(client: MlflowClient, experiment_name: str, artifact_loca
         try:
             # Tagged as it is created: jobs racing to tag it afterwards collide on the server.
             client.create_experiment(experiment_name, artifact_location=location, tags=EXPERIMENT_TAGS)
-        except mlflow.exceptions.MlflowException:
-            pass  # another process created it between our lookup and create
+        except mlflow.exceptions.MlflowException as error:
+            # Only a race is passed over: another process created it between our lookup and create.
+            if error.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+                raise MerError(f"cannot create the MLflow experiment {experiment_name!r} in {client.tracking_uri}: "
+                               f"{error.message}") from error
         experiment = client.get_experiment_by_name(experiment_name)
+    if experiment.lifecycle_stage == LifecycleStage.DELETED:
+        # Its name stays taken until the store forgets it (mlflow gc), and no run can start in it.
+        raise MerError(f"the MLflow experiment {experiment_name!r} in {client.tracking_uri} is deleted: restore it "
+                       f"(mlflow experiments restore --experiment-id {experiment.experiment_id}) or choose another name "
+                       "(logger.experiment_name)")
     # Set once; a user who changes them in the UI keeps the change.
     for key, value in EXPERIMENT_TAGS.items():
         if key not in experiment.tags:

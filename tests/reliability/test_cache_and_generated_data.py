@@ -6,12 +6,14 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+import traceback
 from pathlib import Path
 
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+from mer.data import cache as clip_cache
 from mer.data.cache import ClipCache
 from mer.data.index import index_dataset
 from mer.datasets.smic_hs import index_smic_hs
@@ -48,6 +50,30 @@ def test_full_cache_disk_stops_the_build_naming_the_entry(small_tree, small_disk
     assert "No space left" in message and "paths.cache_dir" in message
     assert not cache.failures_path.exists(), "a full disk is no clip's fault: nothing is recorded as a failed clip"
     assert not list(cache.dir.glob(".*tmp*")), "no temporary files left behind"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_bug_in_the_preprocessing_stops_the_build_naming_the_clip_and_the_error(small_tree, tmp_path, monkeypatch,
+                                                                                  workers):
+    buggy, good = index_smic_hs(small_tree)[0][:2]
+    real = clip_cache.preprocess_clip
+
+    def preprocess_clip(source, settings, apex=None, onset=None):
+        if source.path == buggy.path:
+            raise TypeError("unsupported operand type(s) for +: 'int' and 'NoneType'")
+        return real(source, settings, apex, onset)
+
+    monkeypatch.setattr(clip_cache, "preprocess_clip", preprocess_clip)
+    cache = ClipCache(tmp_path, PreprocessSettings(), small_tree)
+    with pytest.raises(RuntimeError) as raised:
+        cache.build([buggy, good], workers=workers, progress=False)
+    message = str(raised.value)
+    assert buggy.clip_id in message and str(buggy.path) in message, message
+    assert "TypeError: unsupported operand type(s) for +: 'int' and 'NoneType'" in message
+    assert not cache.failures_path.exists() and not cache.manifest_path.exists(), "a bug is no clip's fault"
+    assert not cache.path(buggy).exists()
+    # Where the bug is, from the worker process too: its traceback is the error's cause.
+    assert 'raise TypeError("unsupported operand' in "".join(traceback.format_exception(raised.value))
 
 
 def test_no_room_for_the_cache_folder_names_it(small_tree, small_disk):

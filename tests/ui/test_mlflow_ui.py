@@ -169,6 +169,20 @@ def sweep(tmp_path_factory, tiny_tree, shared_dirs) -> dict:
     return {"uri": uri, "tmp": tmp, "experiment_id": experiment.experiment_id, "parent": parents[0], "children": children}
 
 
+@pytest.fixture(scope="module")
+def fold_sweep(sweep, tiny_tree, shared_dirs) -> dict:
+    """Two folds of one cell by the real train.py, in an experiment of its own in the same store."""
+    tmp = sweep["tmp"] / "folds"
+    result = run_script("train.py", "-m", *base_overrides(tmp, tiny_tree, shared_dirs), f"logger.tracking_uri={sweep['uri']}",
+                        "logger.experiment_name=mer-folds", "protocol=kfold", "protocol.k=2", "protocol.fold=0,1",
+                        "trainer.max_epochs=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(sweep["uri"])
+    experiment = client.get_experiment_by_name("mer-folds")
+    (pooled,) = client.search_runs([experiment.experiment_id], "tags.`mer.role` = 'pooled_cell'")
+    return {"experiment_id": experiment.experiment_id, "pooled": pooled}
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -271,10 +285,20 @@ def test_the_sweep_parent_run_page_shows_its_best_cell_metric(page, ui, sweep, s
     page.get_by_role("heading", name=parent.info.run_name).first.wait_for()
     metrics = two_column_table(page, "Metric")
     screenshot(page, shots, "c_sweep_parent_run_page")
-    name = "best_cell/test/acc_mean"
+    name = "best_cell_by_test_acc/test/acc_mean"
     assert name in metrics, f"the parent run's page shows no {name}; metrics shown: {metrics or 'none'}"
     stored = MlflowClient(sweep["uri"]).get_run(parent.info.run_id).data.metrics[name]
     assert float(metrics[name]) == pytest.approx(stored, abs=1e-6), (metrics[name], stored)
+
+
+def test_a_fold_sweep_shows_its_cell_pooled_in_a_run_of_its_own(page, ui, fold_sweep, shots):
+    pooled = fold_sweep["pooled"]
+    open_page(page, run_page_url(ui, fold_sweep, pooled.info.run_id), "text=Parameters (")
+    page.get_by_role("heading", name=pooled.info.run_name).first.wait_for()
+    assert pooled.info.run_name.startswith("pooled ") and "fold=" not in pooled.info.run_name
+    metrics = two_column_table(page, "Metric")
+    screenshot(page, shots, "e_pooled_cell_run_page")
+    assert float(metrics["pooled/test/acc"]) == pytest.approx(pooled.data.metrics["pooled/test/acc"], abs=1e-6), metrics
 
 
 def test_a_child_run_page_shows_the_short_param_names(page, ui, sweep, shots):
