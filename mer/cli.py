@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mer.synthetic.generator import GeneratorSettings
+from mer.synthetic.generator import STILL, GeneratorSettings
 from mer.synthetic.layout_writers import LAYOUTS, generate_layout
 from mer.errors import MerError
 
@@ -15,7 +15,7 @@ from mer.errors import MerError
 def _generate(args: argparse.Namespace) -> None:
     settings = GeneratorSettings(subjects=args.subjects, clips_per_subject=args.clips_per_subject,
                                  min_frames=args.min_frames, max_frames=args.max_frames, seed=args.seed,
-                                 recording_frames=args.recording_frames)
+                                 recording_frames=args.recording_frames, **(STILL if args.still else {}))
     if settings.recording_frames and args.layout != "smic_e":
         raise MerError(f"--recording-frames writes long recordings in the smic_e layout, not {args.layout}")
     root = generate_layout(args.layout, Path(args.root), settings)
@@ -213,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     generate.add_argument("--layout", choices=LAYOUTS, default="smic_hs", help="the dataset layout to write")
     generate.add_argument("--recording-frames", type=int, default=0, help="smic_e: each video a recording of this "
                                                                           "many frames with its micro-expression inside")
+    generate.add_argument("--still", action="store_true", help="no head sway, light drift or blinks, every clip alike: "
+                                                                "the expression is the only motion")
     generate.set_defaults(handler=_generate)
     preview = commands.add_parser("preview", help="draw one clip through every preprocessing stage (PNG)")
     preview.add_argument("clip", help="a clip's frame folder or video file")

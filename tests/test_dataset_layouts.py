@@ -18,7 +18,7 @@ from mer.config import CONFIG_DIR
 from mer.datasets.workbook import read_table
 from mer.datasets.casme2 import index_casme2
 from mer.datasets.composite import MEGC2019_LABELS, index_composite
-from mer.synthetic.generator import GeneratorSettings, clip_plan
+from mer.synthetic.generator import STILL, GeneratorSettings, clip_plan
 from mer.synthetic.layout_writers import SAMM_PREAMBLE, generate_layout, write_annotation
 from mer.datasets.samm import index_samm
 from mer.datasets.smic_e import index_smic_e
@@ -27,10 +27,9 @@ from mer.errors import MerError
 from mer.preprocess.frames import frame_number
 
 SETTINGS = GeneratorSettings(subjects=2, clips_per_subject=3, min_frames=10, max_frames=12, seed=5)
-# The head, the light and the eyelids held still: the SMIC-E test checks that the annotated
-# interval is where the face moves, so nothing else may move.
-SMIC_E_SETTINGS = GeneratorSettings(subjects=2, clips_per_subject=3, min_frames=8, max_frames=10, seed=6,
-                                    head_motion=0, illumination=0, blink_rate=0)
+# Still material: the SMIC-E test checks that the annotated interval is where the face
+# moves, so nothing else may move.
+SMIC_E_SETTINGS = GeneratorSettings(subjects=2, clips_per_subject=3, min_frames=8, max_frames=10, seed=6, **STILL)
 CASME2_XLSX = "CASME2-coding-20140508.xlsx"
 SAMM_XLSX = "SAMM_Micro_FACS_Codes_v2.xlsx"
 SMIC_E_XLSX = "SMIC-HS-E_annotation.xlsx"

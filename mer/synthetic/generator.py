@@ -139,6 +139,13 @@ def subject_style(settings: GeneratorSettings, subject: int) -> SubjectStyle:
                         sway=float(np.exp(rng.normal(0, spread))), blinking=float(np.exp(rng.normal(0, spread))))
 
 
+# Material without nuisance: a still head in steady light that never blinks, every clip and
+# subject moving alike. For checking a pipeline's mechanics (the expression is then the
+# only motion); the built-in data itself keeps the realism.
+STILL = {"intensity_spread": 0.0, "subject_spread": 0.0, "timing_spread": 0.0, "head_motion": 0.0,
+         "illumination": 0.0, "blink_rate": 0.0, "shot_noise": 0.0}
+
+
 @dataclass(frozen=True)
 class Portrait:
     image: np.ndarray  # BGR source image
