@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,10 @@ import pytest
 
 from mer.data import cache
 from mer.data.cache import ClipCache, cache_key, clip_code
+from mer.datasets.smic_hs import index_smic_hs
 from mer.preprocess.pipeline import PreprocessSettings
+from mer.synthetic.generator import GeneratorSettings
+from mer.synthetic.layout_writers import generate_smic_hs
 
 PREPROCESS = Path(cache.__file__).parents[1] / "preprocess"
 # What preprocess_clip runs, read off the modules by hand: pipeline's imports, theirs, and
@@ -76,3 +80,18 @@ def test_the_manifest_records_the_code_digest(package, tmp_path):
     assert edited.dir != built.dir
     edited.build([], workers=1, progress=False)
     assert json.loads(edited.manifest_path.read_text())["code"]["digest"] != digest
+
+
+def test_a_tree_written_again_under_the_same_names_is_preprocessed_again(tmp_path):
+    """Deleting an old built-in tree and writing the new generator's (what its refusal
+    says to do) gives other clips under the same names: none may come from the cache."""
+    root = tmp_path / "builtin_smic"
+    settings = GeneratorSettings(subjects=2, clips_per_subject=2, min_frames=10, max_frames=10, seed=0)
+    generate_smic_hs(root, settings, progress=False)
+    first = ClipCache(tmp_path / "cache", PreprocessSettings(), root).build(index_smic_hs(root)[0], 1, progress=False)
+    shutil.rmtree(root)
+    generate_smic_hs(root, replace(settings, intensity=0.1), progress=False)
+    records = index_smic_hs(root)[0]
+    again = ClipCache(tmp_path / "cache", PreprocessSettings(), root).build(records, 1, progress=False)
+    assert first.preprocessed == again.preprocessed == len(records) == 4
+    assert ClipCache(tmp_path / "cache", PreprocessSettings(), root).build(records, 1, progress=False).preprocessed == 0

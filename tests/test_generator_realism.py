@@ -13,15 +13,14 @@ from omegaconf import OmegaConf
 from mer.config import compose_train
 from mer.data.index import index_dataset
 from mer.errors import MerError
-from mer.synthetic.generator import (COMPLETE_MARKER, GENERATOR_VERSION, GeneratorSettings, SubjectStyle, placement,
-                                     render_frames, rendered_clips, sensor, source_portrait, subject_style)
+from mer.synthetic.generator import (COMPLETE_MARKER, GENERATOR_VERSION, STILL, GeneratorSettings, SubjectStyle,
+                                     placement, render_frames, rendered_clips, sensor, source_portrait, subject_style)
 from mer.preprocess.align import transform_points
 from mer.synthetic.layout_writers import generate_smic_hs
 
 ONE = GeneratorSettings(subjects=1, clips_per_subject=1, min_frames=10, max_frames=10, seed=4)
 # Nothing moves but the micro-expression, and no noise: what is left is the class's motion.
-STILL = replace(ONE, noise=0, shot_noise=0, head_motion=0, illumination=0, blink_rate=0, subject_spread=0,
-                timing_spread=0)
+QUIET = replace(ONE, noise=0, **STILL)
 NUISANCES = {"head_motion": 1.0, "illumination": 0.05, "blink_rate": 50.0}
 
 
@@ -52,25 +51,25 @@ def test_subjects_keep_their_style_whatever_clips_they_are_given():
 
 
 def test_the_annotated_apex_is_where_the_face_moves_most_even_off_centre():
-    rendered = clip(replace(STILL, timing_spread=0.3, seed=10))
+    rendered = clip(replace(QUIET, timing_spread=0.3, seed=10))
     assert rendered.apex == 3, "this seed puts the apex off the clip's centre (4.5)"
     moved = [np.abs(f.astype(float) - rendered.frames[0]).mean() for f in rendered.frames]
     assert int(np.argmax(moved)) == rendered.apex
 
 
 def test_a_still_face_stays_still_without_nuisances():
-    frames = neutral_frames(STILL)
+    frames = neutral_frames(QUIET)
     assert all(np.array_equal(frames[0], f) for f in frames)
 
 
 @pytest.mark.parametrize("knob", sorted(NUISANCES))
 def test_each_nuisance_moves_a_neutral_face(knob):
-    frames = neutral_frames(replace(STILL, **{knob: NUISANCES[knob]}))
+    frames = neutral_frames(replace(QUIET, **{knob: NUISANCES[knob]}))
     assert not all(np.array_equal(frames[0], f) for f in frames)
 
 
 def test_blinks_move_the_eyes_not_the_mouth():
-    settings = replace(STILL, blink_rate=NUISANCES["blink_rate"])
+    settings = replace(QUIET, blink_rate=NUISANCES["blink_rate"])
     frames = np.stack(neutral_frames(settings)).astype(float)
     rows = np.nonzero((frames != frames[0]).any(axis=(0, 2, 3)))[0]
     landmarks = transform_points(placement(source_portrait(0), np.random.default_rng(0), settings),

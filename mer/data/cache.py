@@ -114,6 +114,16 @@ def _process(job: tuple[ClipRecord, PreprocessSettings, Path]) -> tuple[ClipReco
     return record, None
 
 
+def written(record: ClipRecord) -> str:
+    """Size and modification time of a clip's first and last frame (or its video): what
+    changes when its files are written again, read without opening them."""
+    files = (record.frames[0], record.frames[-1]) if record.frames else (record.path,)
+    try:
+        return ",".join(f"{stat.st_size}:{stat.st_mtime_ns}" for stat in (Path(f).stat() for f in files))
+    except OSError:
+        return "missing"  # preprocessing then reports the clip with its own error
+
+
 class ClipCache:
     def __init__(self, root: Path, settings: PreprocessSettings, data_root: Path):
         self.settings = settings
@@ -123,9 +133,11 @@ class ClipCache:
         self.dir = Path(root) / cache_key(settings, data_root, self.code)
 
     def path(self, record: ClipRecord) -> Path:
-        # The clip's source and annotated marks are in the name: an edited annotation
-        # (another apex) or a moved clip makes a new entry, never a stale hit.
-        marks = hashlib.sha256(f"{record.path}|{record.onset}|{record.apex}".encode()).hexdigest()[:8]
+        # The clip's source, its annotated marks and when its files were written are in the
+        # name: an edited annotation (another apex), a moved clip or a tree written again
+        # under the same names (the built-in data of a newer generator) makes a new entry,
+        # never a stale hit.
+        marks = hashlib.sha256(f"{record.path}|{record.onset}|{record.apex}|{written(record)}".encode()).hexdigest()[:8]
         return self.dir / f"{record.subject}__{record.clip_id}__{marks}.npz"
 
     @property
