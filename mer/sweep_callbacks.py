@@ -111,16 +111,17 @@ class SweepParentRun(Callback):
                 pool_fold_cells(client, self.run_id, list(config.data.classes), config.logger.tracking_uri)
             if config.get("sweep"):
                 build_sweep_report(client, config.logger.experiment_name, sweep_name(config), parent_run_id=self.run_id)
-        except BaseException as error:
-            close_run(client, self.run_id, "FAILED", f"the sweep's report failed: {describe(error)}")
-            raise
-        else:
+            # Inside the try: a failing summary must close the parent too, never leave it RUNNING.
             children = client.search_runs([client.get_run(self.run_id).info.experiment_id],
                                           f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{self.run_id}'", max_results=10_000)
             metrics, tags = best_cell_summary([r for r in children if r.data.tags.get(COMPLETE_TAG) == "true"],
                                               [k for k in varied if k not in ("seed", "protocol.fold")])
             client.log_batch(self.run_id, metrics=[Metric(k, v, int(time.time() * 1000), 0) for k, v in metrics.items()],
                              tags=[RunTag(k, v) for k, v in tags.items()])
+        except BaseException as error:
+            close_run(client, self.run_id, "FAILED", f"the sweep's report failed: {describe(error)}")
+            raise
+        else:
             unfinished = [r for r in children if r.info.status != "FINISHED"]
             if unfinished:
                 close_run(client, self.run_id, "FAILED", f"{len(unfinished)} run(s) of the sweep did not finish: "

@@ -107,6 +107,10 @@ def test_a_fold_sweep_pools_each_cell_once_and_its_table_counts_the_pooled_cells
     (partial,) = [r for r in client.search_runs([experiment], "tags.`mer.role` = 'pooled_cell' and params.`protocol.k` = '3'")]
     assert partial.info.status == "FAILED" and "1 of 3 folds" in partial.data.tags["mer.error"]
     assert "fold=2" in partial.data.tags["mer.error"]
+    (parent,) = client.search_runs([experiment], f"tags.`mer.role` = 'sweep_parent' and "
+                                                 f"attributes.run_id != '{parent.info.run_id}'")
+    assert parent.info.status == "FAILED" and partial.info.run_name in parent.data.tags["mer.error"]
+    assert parent.data.metrics["cells"] == 0
     assert "pooled/test/acc" not in partial.data.metrics and partial.data.tags.get("mer.complete") != "true"
 
 

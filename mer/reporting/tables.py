@@ -169,7 +169,9 @@ def best_cell_summary(runs: list, keys: list[str]) -> tuple[dict[str, float], di
     the held-out accuracy mean ± std of the cell with the best held-out mean (named so: the
     paper's pick, optimistic, nothing is selected with it) and, where every run has an inner
     validation split, of the cell that split picks."""
-    rows = summarise(cells(counted_runs(runs), keys)) if any(accuracy(r) is not None for r in runs) else []
+    # Counted first: a sweep whose every cell lacks folds has fold runs with figures but no cell.
+    grouped = cells(counted_runs(runs), keys)
+    rows = summarise(grouped) if grouped else []
     metrics = {"cells": float(len(rows)), "runs": float(sum(r["n"] for r in rows))}
     if not rows:
         return metrics, {}
