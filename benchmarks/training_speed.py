@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import math
 import os
 import resource
 import statistics
@@ -29,6 +28,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from _ratios import ratio_text
 
 CLIPS, BATCH, DEPTH, SIZE = 131, 20, 10, 128
 LABELS = ("negative", "positive", "surprise")
@@ -363,11 +364,6 @@ def main() -> None:
             print(f"round {round_index + 1}/{args.rounds} done", flush=True)
     report(results, args, allocator)
 
-
-def ratio_text(ratio: float) -> str:
-    """Two decimals, rounded down (with slack for float error), so that a ratio just short of
-    a target never prints as the target."""
-    return f"{math.floor(ratio * 100 + 1e-9) / 100:.2f}x"
 
 
 def report(results: dict[str, list[dict]], args, allocator: str) -> None:

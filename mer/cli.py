@@ -32,7 +32,7 @@ def _preview(args: argparse.Namespace) -> None:
     from mer.preprocess.preview import preview_figure
 
     cfg = compose_train(args.overrides)
-    settings = PreprocessSettings(**cfg.preprocess)
+    settings = PreprocessSettings.from_config(cfg.preprocess)
     source = FrameSource(Path(args.clip))
     figure = preview_figure(source, settings, args.apex, args.onset)
     output = Path(args.output or f"{Path(args.clip).name}-preview.png")

@@ -137,7 +137,7 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
     """Fit, evaluate and log one configuration under its protocol; returns the final metrics."""
     check_values(cfg)
     # Choices the settings objects check (layouts, protocols, fractions), before any work too.
-    PreprocessSettings(**cfg.preprocess)
+    PreprocessSettings.from_config(cfg.preprocess)
     ProtocolSettings(**cfg.protocol)
     check_monitors(cfg)
     pl.seed_everything(cfg.seed, workers=True)

@@ -10,12 +10,20 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from mer.config import CONFIG_DIR
-from mer.synthetic.generator import GeneratorSettings
+from mer.cli import main as mer_main
+from mer.config import CONFIG_DIR, compose_train
+from mer.synthetic.generator import STILL, GeneratorSettings
 from mer.synthetic.layout_writers import generate_smic_hs
+from mer.training import train
 
 ROOT = CONFIG_DIR.parent
 TINY = GeneratorSettings(subjects=6, clips_per_subject=3, min_frames=10, max_frames=12, seed=3)
+# Three recordings of 90 frames, each holding one micro-expression of 12-16 frames, played
+# by the faces of subjects 1-3 of the built-in training data (`tiny_tree`).
+# Still material (`mer generate --still`): the expression is the only motion, so spotting's
+# mechanics are what the long-video tests check.
+RECORDINGS = GeneratorSettings(subjects=3, clips_per_subject=1, min_frames=12, max_frames=16, recording_frames=90,
+                               seed=11, **STILL)
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +52,29 @@ def base_overrides(tmp_path: Path, tree: Path, shared: dict[str, Path]) -> list[
         "trainer.enable_progress_bar=false",
         "trainer.enable_model_summary=false",
     ]
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory, tiny_tree, shared_dirs) -> Path:
+    """A network trained (one epoch) on the built-in data; spotting and the face path's
+    checks need no skill from it."""
+    tmp = tmp_path_factory.mktemp("trained")
+    overrides = [*base_overrides(tmp, tiny_tree, shared_dirs), "trainer.max_epochs=1", "test=false"]
+    train(compose_train(overrides), ["trainer.max_epochs=1"])
+    (path,) = (tmp / "out" / "checkpoints").glob("epoch*.ckpt")
+    return path
+
+
+@pytest.fixture(scope="session")
+def recordings(tmp_path_factory) -> Path:
+    """`RECORDINGS` in the SMIC-E layout, written by `mer generate`."""
+    root = tmp_path_factory.mktemp("long") / "smic_e"
+    r = RECORDINGS
+    assert mer_main(["generate", str(root), "--layout", "smic_e", "--recording-frames", str(r.recording_frames),
+                     "--subjects", str(r.subjects), "--clips-per-subject", str(r.clips_per_subject),
+                     "--min-frames", str(r.min_frames), "--max-frames", str(r.max_frames), "--seed", str(r.seed),
+                     "--still"]) == 0
+    return root
 
 
 @pytest.fixture

@@ -51,22 +51,30 @@ def test_long_video_report_gives_the_verdict_and_where_the_time_goes(capsys):
         return [{"seconds": s, "frames": 1000, **{k: v[i] for k, v in inside.items()}} for i, s in enumerate(seconds)]
 
     runs = {
-        # 99.99 frames/s: a near miss must read as one
-        "torch fused": rounds([10.0001, 12.0, 9.0], model_s=[1.5, 1.4, 1.6]),
-        "onnxruntime": rounds([9.5, 9.9, 9.0], model_s=[1.0, 1.0, 1.0]),
-        "no model (zeros)": rounds([8.0, 8.2, 7.9], faces_s=[6.0, 6.1, 5.9]),
-        "decode only": rounds([1.0, 1.1, 0.9]),
+        # 299.97 frames/s: a near miss must read as one
+        "torch fused": rounds([3.3337, 4.0, 3.0], model_s=[0.5, 0.4, 0.6]),
+        "onnxruntime": rounds([3.2, 3.3, 3.0], model_s=[0.3, 0.3, 0.3]),
+        "earlier schedule": rounds([8.0, 8.5, 7.5], model_s=[0.5, 0.5, 0.5]),
+        "no model (zeros)": rounds([2.8, 2.9, 2.7], detect_s=[1.2, 1.3, 1.1], landmarks_s=[0.8, 0.8, 0.8]),
+        "decode only": rounds([0.5, 0.6, 0.4]),
     }
     speed = {(name, batch): [value, value * 2, value / 2] for batch in (1, 20)
              for name, value in (("torch fused", 50.0), ("torch stock", 10.0), ("onnxruntime", 100.0))}
     long_video.report(runs, speed)
     out = capsys.readouterr().out
-    assert "predict, PyTorch fused: 100.0 frames/s, 0.99x the 100 frames/s target: not met" in out
-    assert "predict, onnxruntime: 105.3 frames/s, 1.05x the 100 frames/s target: target met" in out
-    # stages: decode 1.0, faces 6.0, model 1.5, the rest 10.0 - 8.5 ms/frame
-    assert "face detection + landmarks (dlib)                  6.00     60%" in out
-    assert "alignment, warp, windows, spotting                 1.50     15%" in out
-    assert "not met by 0.00 ms/frame over the 10.0 ms/frame budget: face detection + landmarks (dlib) alone " \
-           "takes 6.00 ms/frame (60% of the budget), the other stages 4.00" in out
+    assert "predict, PyTorch fused: 300.0 frames/s, 0.99x the 300 frames/s target: not met; 1.49x SAMM Long " \
+           "Videos' 200 frames/s" in out
+    assert "predict, onnxruntime: 312.5 frames/s, 1.04x the 300 frames/s target: target met; 1.56x" in out
+    # 8.0 / 3.3337 s: 2.3997x
+    assert "default schedule against the earlier one (faces.redetect=window faces.detect_scale=1), same run: " \
+           "2.39x (target 2.5x: not met)" in out
+    # stages, ms/frame: detection 1.2, landmarks 0.8, model 0.5, the rest 3.3337 - 2.5;
+    # decode (0.5) overlaps them
+    assert "face detection (dlib HOG)                          1.20     36%" in out
+    assert "68 landmarks (dlib)                                0.80     24%" in out
+    assert "alignment, warp, windows, spotting, waits          0.83     25%" in out
+    assert "decode (FrameStream, grey) alone: 0.50 ms/frame" in out
+    assert "not met by 0.00 ms/frame over the 3.33 ms/frame budget: face detection (dlib HOG) alone " \
+           "takes 1.20 ms/frame (36% of the budget), the other stages 2.13" in out
     assert "torch fused          1      50.0     100.0     5.00x" in out
     assert "onnxruntime         20     100.0     200.0    10.00x" in out

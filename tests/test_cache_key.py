@@ -95,3 +95,13 @@ def test_a_tree_written_again_under_the_same_names_is_preprocessed_again(tmp_pat
     again = ClipCache(tmp_path / "cache", PreprocessSettings(), root).build(records, 1, progress=False)
     assert first.preprocessed == again.preprocessed == len(records) == 4
     assert ClipCache(tmp_path / "cache", PreprocessSettings(), root).build(records, 1, progress=False).preprocessed == 0
+
+
+def test_the_detection_scale_is_in_the_key_and_a_config_saved_before_it_keeps_full_resolution(make_cfg):
+    preprocess = make_cfg().preprocess
+    assert PreprocessSettings.from_config(preprocess).detect_scale == 0.5
+    full = replace(PreprocessSettings(), detect_scale=1.0)
+    assert cache_key(full, Path("/data/smic"), clip_code()) != key()
+    saved_before = {k: v for k, v in preprocess.items() if k != "detect_scale"}
+    assert PreprocessSettings.from_config(saved_before) == replace(PreprocessSettings.from_config(preprocess),
+                                                                   detect_scale=1.0)

@@ -1,4 +1,6 @@
-"""Preprocessed clips stored once: one compressed array per clip, plus a manifest.
+"""Preprocessed clips stored once: one array per clip, plus a manifest. Arrays are stored
+uncompressed unless asked (`data.cache_compression`): zlib takes as long as finding the
+face, to halve a 160 KB clip.
 
 The folder name is a hash of everything that changes the arrays (preprocessing
 settings, data root, library versions, format, and the code a clip goes through), so a
@@ -18,6 +20,7 @@ import io
 import json
 import logging
 import multiprocessing
+import multiprocessing.pool
 import os
 import zipfile
 import zlib
@@ -96,8 +99,8 @@ class CacheReport:
     preprocessed: int = 0  # clips this build preprocessed; the others were cached already
 
 
-def _process(job: tuple[ClipRecord, PreprocessSettings, Path]) -> tuple[ClipRecord, str | None]:
-    record, settings, path = job
+def _process(job: tuple[ClipRecord, PreprocessSettings, Path, bool]) -> tuple[ClipRecord, str | None]:
+    record, settings, path, compress = job
     try:
         clip = preprocess_clip(record.open(), settings, record.apex, record.onset)
     except MerError as error:
@@ -110,8 +113,28 @@ def _process(job: tuple[ClipRecord, PreprocessSettings, Path]) -> tuple[ClipReco
         raise RuntimeError(f"preprocessing clip {record.clip_id} ({record.path}) hit a bug, not bad data: "
                            f"{type(error).__name__}: {error}") from error
     # Outside the try: a failed write is the cache disk's fault, not the clip's.
-    atomic_write(path, lambda handle: np.savez_compressed(handle, clip=clip), WRITE_HINT)
+    save = np.savez_compressed if compress else np.savez
+    atomic_write(path, lambda handle: save(handle, clip=clip), WRITE_HINT)
     return record, None
+
+
+def _start_worker() -> None:
+    # Each worker preprocesses one clip at a time; OpenCV's own threads would only compete.
+    cv2.setNumThreads(1)
+
+
+def worker_pool(workers: int, backend: str) -> multiprocessing.pool.Pool:
+    """Workers forked from a server process (forkserver), never from the calling one: by
+    the time a cache is built there, torch, OpenCV and BLAS have started threads, and a
+    child forked while one of them holds a lock can wait on it forever (a training's build
+    hung after its last clip). The server imports the main script once (so a script that
+    builds a cache keeps its top level under `if __name__ == "__main__":`, as Python's
+    multiprocessing asks), this module and, for the dlib `backend`, dlib's models; it is
+    started once per process, so later builds start their workers at fork speed with the
+    models loaded."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["__main__", __name__, *(["mer.data.dlib_preload"] if backend == "dlib" else [])])
+    return context.Pool(workers, initializer=_start_worker)
 
 
 def written(record: ClipRecord) -> str:
@@ -125,8 +148,8 @@ def written(record: ClipRecord) -> str:
 
 
 class ClipCache:
-    def __init__(self, root: Path, settings: PreprocessSettings, data_root: Path):
-        self.settings = settings
+    def __init__(self, root: Path, settings: PreprocessSettings, data_root: Path, compress: bool = False):
+        self.settings, self.compress = settings, compress
         self.data_root = Path(data_root)
         # Read once: the manifest names the code the folder's key was made from.
         self.code = clip_code()
@@ -176,7 +199,7 @@ class ClipCache:
                 continue
             if path.exists():
                 log.warning("%s is corrupt (a half-copied cache?); preprocessing its clip again", path)
-            todo.append((record, self.settings, path))
+            todo.append((record, self.settings, path, self.compress))
         report.preprocessed = len(todo)
         workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
         bar = tqdm(total=len(todo), desc=f"preprocessing clips ({workers} workers)", disable=not progress or not todo, unit="clip")
@@ -186,7 +209,7 @@ class ClipCache:
                     results = map(_process, todo)
                     self._collect(results, report, bar)
                 else:
-                    with multiprocessing.get_context("fork").Pool(workers) as pool:
+                    with worker_pool(workers, self.settings.backend) as pool:
                         self._collect(pool.imap_unordered(_process, todo), report, bar)
         finally:
             # One worker's error (a full disk) terminates the others mid-write.

@@ -72,7 +72,8 @@ def prepare_data(cfg: DictConfig, progress: bool = True) -> PreparedData:
     # Made from the indexed clips, before preprocessing: every preprocessing of one dataset
     # (an ablation, another alignment) is scored on the same held-out clips.
     folds, folds_path = load_or_make_folds(Path(cfg.paths.split_dir), records, protocol)
-    cache = ClipCache(Path(cfg.paths.cache_dir), PreprocessSettings(**cfg.preprocess), Path(cfg.data.root))
+    cache = ClipCache(Path(cfg.paths.cache_dir), PreprocessSettings.from_config(cfg.preprocess), Path(cfg.data.root),
+                      compress=bool(cfg.data.get("cache_compression", False)))
     report = cache.build(records, cfg.data.preprocess_workers, progress)
     for record, reason in report.failed:
         log.warning("skipped clip %s (%s): %s", record.clip_id, record.path, reason)

@@ -6,6 +6,7 @@ stock PyTorch ops and says so once."""
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import os
 import time
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 
 from mer.errors import MerError
+from mer.files import atomic_write
 
 log = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("kernels") / "mer3dcnn_cpu.cpp"
@@ -29,6 +31,36 @@ def build_target() -> str:
     """The instruction set the kernels are compiled for on this machine (runs record it)."""
     capability = torch.backends.cpu.get_cpu_capability()
     return " ".join([capability, *_ARCH_FLAGS.get(capability, [])])
+
+
+def build_flags() -> list[str]:
+    # -fopenmp: torch's builder leaves it out, and without it at::parallel_for runs on one
+    # core. The extension then binds to the libgomp torch has already loaded (same soname).
+    return ["-O3", "-ffp-contract=fast", "-fopenmp", *_ARCH_FLAGS.get(torch.backends.cpu.get_cpu_capability(), [])]
+
+
+def build_name(source: bytes, flags: list[str]) -> str:
+    """The extension's name, and so its folder in torch's extension cache: the instruction
+    set, then a digest of the source, the flags and torch's version. Under one name, torch
+    keeps one build and rebuilds it whenever another source asks (two checkouts, or a
+    checkout and an installed wheel, would evict each other's build at every switch, a
+    minute each, and block each other on the build lock); under this one, each source is
+    built once per machine."""
+    digest = hashlib.sha256(b"\0".join([source, " ".join(flags).encode(), torch.__version__.encode()])).hexdigest()
+    return f"mer3dcnn_cpu_{torch.backends.cpu.get_cpu_capability().lower()}_{digest[:12]}"
+
+
+def _source_in_build_folder(name: str) -> Path:
+    """The source, copied into its build's folder: the build is compiled from there, so
+    every copy of mer with this source hands torch the same file. ninja rebuilds when the
+    path of a source changes, so building each copy from its own package would redo the
+    build at every switch even under one name."""
+    from torch.utils import cpp_extension
+
+    copy = Path(cpp_extension._get_build_directory(name, verbose=False)) / SOURCE.name
+    if not copy.is_file() or copy.read_bytes() != SOURCE.read_bytes():
+        atomic_write(copy, lambda handle: handle.write(SOURCE.read_bytes()))
+    return copy
 
 
 def _put_ninja_on_path() -> None:
@@ -83,18 +115,15 @@ def load_kernels():
     """The compiled extension, or None (after a one-line warning saying why) if it cannot build."""
     from torch.utils import cpp_extension
 
-    capability = torch.backends.cpu.get_cpu_capability()
-    name = f"mer3dcnn_cpu_{capability.lower()}"
+    flags = build_flags()
+    name = build_name(SOURCE.read_bytes(), flags)
     timeout = _lock_timeout()
     _put_ninja_on_path()
     log.info("loading MER3DCNN CPU kernels (compiled on first use on this machine, about a minute)")
     try:
         if not _build_lock_released(name, timeout):
             return None
-        # -fopenmp: torch's builder leaves it out, and without it at::parallel_for runs on one
-        # core. The extension then binds to the libgomp torch has already loaded (same soname).
-        return cpp_extension.load(name=name, sources=[str(SOURCE)],
-                                  extra_cflags=["-O3", "-ffp-contract=fast", "-fopenmp", *_ARCH_FLAGS.get(capability, [])],
+        return cpp_extension.load(name=name, sources=[str(_source_in_build_folder(name))], extra_cflags=flags,
                                   extra_ldflags=["-fopenmp"])
     except Exception as error:  # no compiler, ninja or headers: all mean "use stock ops"
         lines = str(error).strip().splitlines() or [type(error).__name__]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from mer.errors import MerError
@@ -19,10 +20,8 @@ from mer.preprocess.timing import NullTimer
 
 
 # Index ranges of the 68-point scheme, used by alignment, masks and crops.
-JAW = slice(0, 17)
 RIGHT_BROW = slice(17, 22)  # subject's right = image left
 LEFT_BROW = slice(22, 27)
-NOSE = slice(27, 36)
 RIGHT_EYE = slice(36, 42)
 LEFT_EYE = slice(42, 48)
 MOUTH = slice(48, 68)
@@ -70,7 +69,7 @@ class FaceBackend(ABC):
 
 
 @lru_cache(maxsize=None)
-def _dlib_models():
+def dlib_models():
     import dlib
 
     return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(dlib_predictor_path()))
@@ -85,13 +84,13 @@ class DlibFaces(FaceBackend):
         self.upsample = int(upsample)
 
     def detect_boxes(self, gray: np.ndarray) -> list[tuple[int, int, int, int]]:
-        detector, _ = _dlib_models()
+        detector, _ = dlib_models()
         return [(r.left(), r.top(), r.right(), r.bottom()) for r in detector(gray, self.upsample)]
 
     def landmarks(self, gray: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
         import dlib
 
-        _, predictor = _dlib_models()
+        _, predictor = dlib_models()
         shape = predictor(gray, dlib.rectangle(*map(int, box)))
         return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
 
@@ -101,11 +100,26 @@ def box_area(box: tuple[int, int, int, int]) -> int:
     return max(0, x1 - x0) * max(0, y1 - y0)
 
 
-def largest_face(backend: FaceBackend, gray: np.ndarray, timer=None) -> Face | None:
-    """The largest detected face with its landmarks (landmarks for that face only)."""
+def detected_boxes(backend: FaceBackend, gray: np.ndarray, detect_scale: float) -> list[tuple[int, int, int, int]]:
+    """Face boxes in full-resolution pixels, found on the frame scaled by `detect_scale`
+    (the detector's cost grows with the pixels it scans; a face of 640x480 video is still
+    found at half size), and on the full frame where the scaled one shows none, so a
+    small face the full frame shows is never lost to the speed-up."""
+    if detect_scale < 1:
+        small = cv2.resize(gray, None, fx=detect_scale, fy=detect_scale, interpolation=cv2.INTER_AREA)
+        boxes = backend.detect_boxes(small)
+        if boxes:
+            return [tuple(int(round(v / detect_scale)) for v in box) for box in boxes]
+    return backend.detect_boxes(gray)
+
+
+def largest_face(backend: FaceBackend, gray: np.ndarray, detect_scale: float, timer=None) -> Face | None:
+    """The rule every face look of mer follows (training clips, `mer predict`, `mer
+    spot-eval`): the largest box `detected_boxes` finds, and 68 landmarks fitted inside it
+    on the full-resolution frame."""
     timer = timer or NullTimer()
     with timer.stage("detect"):
-        boxes = backend.detect_boxes(gray)
+        boxes = detected_boxes(backend, gray, detect_scale)
     if not boxes:
         return None
     box = max(boxes, key=box_area)

@@ -15,7 +15,7 @@ import numpy as np
 
 from mer.errors import MerError
 from mer.preprocess.align import alignment_matrix
-from mer.preprocess.faces import DlibFaces, FaceBackend, largest_face
+from mer.preprocess.faces import DlibFaces, Face, FaceBackend, largest_face
 from mer.preprocess.frames import FrameSource
 from mer.preprocess.regions import ClipGeometry, clip_geometry, layout
 from mer.preprocess.temporal import window_indices
@@ -41,6 +41,7 @@ class PreprocessSettings:
     on_missing_face: str = "reuse"
     backend: str = "dlib"
     detector_upsample: int = 0
+    detect_scale: float = 0.5
     insightface_model_dir: str = "~/.insightface/models/buffalo_l"
     max_stretch: float = 2.0
 
@@ -51,6 +52,8 @@ class PreprocessSettings:
                                     ("backend", self.backend, BACKENDS)):
             if value not in allowed:
                 raise MerError(f"preprocess.{key}={value!r} is unknown; choose one of {list(allowed)}")
+        if not 0 < self.detect_scale <= 1:
+            raise MerError(f"preprocess.detect_scale must be in (0, 1] (got {self.detect_scale})")
         if not self.max_stretch >= 1:
             raise MerError(f"preprocess.max_stretch must be >= 1 (got {self.max_stretch})")
         if self.depth < 1 or self.size < 8:
@@ -60,6 +63,14 @@ class PreprocessSettings:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_config(cls, preprocess) -> "PreprocessSettings":
+        """From a `preprocess` config section; one saved before `detect_scale` existed was
+        made with detection on the full frame, so it keeps that geometry."""
+        values = dict(preprocess)
+        values.setdefault("detect_scale", 1.0)
+        return cls(**values)
 
 
 @lru_cache(maxsize=None)
@@ -76,12 +87,17 @@ def geometry_for(gray: np.ndarray, backend: FaceBackend, settings: PreprocessSet
                  ) -> ClipGeometry | None:
     """Detect, align and landmark one frame; None when no face is found."""
     timer = timer or NullTimer()
-    face = largest_face(backend, gray, timer)
+    face = largest_face(backend, gray, settings.detect_scale, timer)
     if face is None:
         return None
     with timer.stage("align+crop+mask geometry"):
-        return clip_geometry(face.landmarks, alignment_matrix(face.landmarks), settings.layout, settings.size,
-                             settings.margin, settings.eye_mask, settings.mask_scale)
+        return geometry_of(face, settings)
+
+
+def geometry_of(face: Face, settings: PreprocessSettings) -> ClipGeometry:
+    """Alignment, crop boxes and eye mask from a face's landmarks."""
+    return clip_geometry(face.landmarks, alignment_matrix(face.landmarks), settings.layout, settings.size,
+                         settings.margin, settings.eye_mask, settings.mask_scale)
 
 
 def preprocess_frames(frames: Sequence[np.ndarray], reference: np.ndarray, settings: PreprocessSettings,

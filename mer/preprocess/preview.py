@@ -26,7 +26,7 @@ def stage_images(source: FrameSource, settings: PreprocessSettings, apex: int | 
     """Named images of the reference frame after each stage, and the preprocessed clip."""
     reference = reference_index(len(source), window_indices(len(source), settings.depth, apex), onset)
     frame = source.read([reference], settings.frame_size)[reference]
-    face = largest_face(face_backend(settings), frame)
+    face = largest_face(face_backend(settings), frame, settings.detect_scale)
     if face is None:
         raise MerError(f"{source.path}: no face found in the reference frame {source.name(reference)}")
     detected = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)

@@ -85,7 +85,7 @@ def load_trained(checkpoint: Path | None = None, run_id: str | None = None,
             raise
         params = client.get_run(run_id).data.params
         offset, scale = float(params["fold.input_offset"]), float(params["fold.input_scale"])
-    return TrainedModel(module.net.eval(), run_cfg, list(run_cfg.data.classes), PreprocessSettings(**run_cfg.preprocess),
+    return TrainedModel(module.net.eval(), run_cfg, list(run_cfg.data.classes), PreprocessSettings.from_config(run_cfg.preprocess),
                         offset, scale, checkpoint, file_sha256(checkpoint), run_id or stored.get("mer_run_id"),
                         tracking_uri)
 

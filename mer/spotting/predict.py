@@ -18,6 +18,7 @@ from mer.errors import MerError
 from mer.files import atomic_write, atomic_write_text
 from mer.preprocess.faces import FaceBackend
 from mer.preprocess.frames import FrameStream
+from mer.preprocess.read_ahead import read_ahead
 from mer.spotting.intervals import SpottedInterval, SpottingSettings, spot
 from mer.spotting.model import TrainedModel
 from mer.spotting.windows import Window, WindowSettings, stream_windows
@@ -85,7 +86,7 @@ def predict_recording(path: Path, model: TrainedModel, classify: Callable[[np.nd
     def counting():
         bar = tqdm(total=stream.announced, unit="frame", desc=Path(path).name, disable=not progress, leave=False)
         with bar:
-            for frame in stream:
+            for frame in read_ahead(stream):
                 counted.append(None)
                 bar.update()
                 yield frame
@@ -167,8 +168,7 @@ def write_prediction(prediction: Prediction, folder: Path, stem: str, truth: Seq
 
 def settings_from(cfg) -> tuple[WindowSettings, SpottingSettings]:
     """The `predict` config's window, face schedule and spotting sections."""
-    return (WindowSettings(stride=cfg.window.stride, batch_size=cfg.window.batch_size, redetect=cfg.faces.redetect,
-                           every=cfg.faces.every),
+    return (WindowSettings(stride=cfg.window.stride, batch_size=cfg.window.batch_size, **cfg.faces),
             SpottingSettings(**cfg.spotting))
 
 

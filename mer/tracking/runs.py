@@ -71,7 +71,7 @@ NAMED_SETTINGS = ("optim.lr", "model.dropout", "trainer.max_epochs")
 # Left out of run names: where a run reads and writes, and how it looks, not what it
 # computes (all overrides are still in the `mer.overrides` tag). Seed is appended last.
 UNNAMED_KEYS = ("seed", "test", "sweeps", "ckpt_path", "resume", "hydra.", "paths.", "logger", "trainer.enable_", "data.root", "data.generator",
-                "data.preprocess_workers", "data.num_workers")
+                "data.preprocess_workers", "data.num_workers", "data.cache_compression")
 
 
 def short_name(key: str) -> str:
@@ -116,13 +116,13 @@ def run_name(cfg: DictConfig, overrides: Sequence[str]) -> str:
     return " ".join(f"{name}={value}" for name, value in parts.items()) + f" seed={cfg.seed}"
 
 
-# Where a run reads and writes, how it displays, how many workers it uses, and what a
-# sweeper reads from it: not what it computes; and `module` / `datamodule`, which only
-# repeat other groups' values by interpolation. Dotted keys; `*` is a wildcard.
+# Where a run reads and writes, how it displays, how many workers it uses, how its cache is
+# stored, and what a sweeper reads from it: not what it computes; and `module` /
+# `datamodule`, which only repeat other groups' values by interpolation. Dotted keys; `*` is a wildcard.
 NOT_SETTINGS = ("paths", "logger", "metric_loggers", "sweep", "hydra", "optimized_metric", "allow_heldout_objective",
                 "module", "datamodule", "ckpt_path", "resume",
                 "trainer.default_root_dir", "trainer.enable_progress_bar", "trainer.enable_model_summary",
-                "data.preprocess_workers", "data.num_workers", "callbacks.*.dirpath")
+                "data.preprocess_workers", "data.num_workers", "data.cache_compression", "callbacks.*.dirpath")
 
 
 def is_setting(key: str, leave_out: Sequence[str] = ()) -> bool:

@@ -7,10 +7,13 @@ import logging
 import time
 
 import pytest
-import torch
 
 from mer.errors import MerError
 from mer.models import cpu_kernels
+
+
+def this_build() -> str:
+    return cpu_kernels.build_name(cpu_kernels.SOURCE.read_bytes(), cpu_kernels.build_flags())
 
 
 @pytest.fixture
@@ -25,7 +28,7 @@ def test_a_stale_build_lock_falls_back_to_stock_ops_naming_the_lock(fresh_kernel
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
     monkeypatch.setenv("MER_KERNEL_LOCK_TIMEOUT", "1")
     # where torch's builder puts its FileBaton: <extensions dir>/<extension name>/lock
-    lock = tmp_path / f"mer3dcnn_cpu_{torch.backends.cpu.get_cpu_capability().lower()}" / "lock"
+    lock = tmp_path / this_build() / "lock"
     lock.parent.mkdir()
     lock.touch()
     start = time.monotonic()
@@ -41,7 +44,7 @@ def test_a_stale_build_lock_falls_back_to_stock_ops_naming_the_lock(fresh_kernel
 def test_a_wait_that_is_not_a_number_of_seconds_is_refused(fresh_kernel_load, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
     monkeypatch.setenv("MER_KERNEL_LOCK_TIMEOUT", "5min")
-    lock = tmp_path / f"mer3dcnn_cpu_{torch.backends.cpu.get_cpu_capability().lower()}" / "lock"
+    lock = tmp_path / this_build() / "lock"
     lock.parent.mkdir()
     lock.touch()
     with pytest.raises(MerError, match=r"^MER_KERNEL_LOCK_TIMEOUT='5min' is not a number of seconds"):
