@@ -1,4 +1,4 @@
-"""Micro-expression spotting metrics of the MEGC challenges (2019-2022).
+"""Micro-expression spotting metrics of the MEGC challenges (2019-2023).
 
 A spotted interval is a true positive (TP) when its intersection over union (IoU) with a
 ground-truth interval is at least 0.5; every other spotted interval is a false positive
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mer.errors import MerError
+from mer.spotting.expression_types import TYPES
 
 Interval = tuple[int, int]
 
@@ -144,6 +145,20 @@ def spot_counts(
     """TP, FP and FN of the predicted intervals of one video against its ground truth."""
     matches = match_intervals(predicted, truth, threshold)
     return SpotCounts.from_matches(matches, len(predicted), len(truth))
+
+
+def typed_spot_counts(
+    predicted: Sequence[tuple[Interval, str]], truth: Sequence[tuple[Interval, str]], threshold: float = 0.5
+) -> dict[str, SpotCounts]:
+    """MEGC's micro and macro scores of one video: each type's spotted intervals (typed by
+    their length, `ExpressionTypes`) matched against that type's annotations only. The
+    overall score comes from the summed counts (`sum(counts.values(), SpotCounts())`),
+    never from averaging the two F1s."""
+    for interval, kind in (*predicted, *truth):
+        if kind not in TYPES:
+            raise MerError(f"interval {interval!r} has type {kind!r}; MEGC scores {' and '.join(TYPES)} only")
+    return {kind: spot_counts([i for i, k in predicted if k == kind], [i for i, k in truth if k == kind], threshold)
+            for kind in TYPES}
 
 
 def _check_frames(n_frames: int) -> int:
