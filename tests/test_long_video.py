@@ -67,7 +67,7 @@ def test_predict_writes_windows_intervals_and_a_timeline_for_a_real_face_video(p
     provenance = document["provenance"]
     assert len(provenance["checkpoint_sha256"]) == 64 and len(provenance["preprocess_sha256"]) == 64
     assert provenance["preprocess"]["depth"] == DEPTH and "torch" in provenance["versions"]
-    assert document["truth"] == [{"onset": 30, "offset": 45, "label": "positive"}]
+    assert document["truth"] == [{"onset": 30, "offset": 45, "label": "positive", "type": "micro"}]
     image = cv2.imread(str(tmp_path / "carphone_pristine.timeline.png"))
     assert image is not None and image.shape[1] > 800
     assert "23 windows (0 without a face)" in capsys.readouterr().out
@@ -235,6 +235,11 @@ def test_a_model_of_the_built_in_faces_is_refused_on_their_recordings_unless_all
     assert run.data.tags["mer.allow_seen_subjects"] == "true" and run.data.params["seen_subjects"] == "s1 s2 s3"
     assert metrics["spot/f1"] > metrics["baseline/f1"]
     assert metrics["spot/tp"] + metrics["spot/fn"] == 3 and metrics["videos"] == 3
+    # SMIC-E annotates micro-expressions only; the overall comes from the summed typed counts
+    assert metrics["spot/micro/tp"] + metrics["spot/micro/fn"] == 3 and metrics["spot/macro/fn"] == 0
+    assert all(metrics[f"spot/{n}"] == metrics[f"spot/micro/{n}"] + metrics[f"spot/macro/{n}"] for n in ("tp", "fp", "fn"))
+    assert metrics["strs"] == pytest.approx(metrics["spot/f1"] * metrics["analysis/f1"])
+    assert all(any(line.strip().startswith(name) for line in out.splitlines()) for name in ("micro", "macro", "overall"))
     assert run.data.params["spotting.threshold"] == "6.0"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "timelines")}
     assert len(artifacts) == 3 and all(p.endswith(".timeline.png") for p in artifacts)

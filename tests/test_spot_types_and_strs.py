@@ -6,7 +6,7 @@ import pytest
 
 from mer.errors import MerError
 from mer.spotting.expression_types import MACRO, MICRO, ExpressionTypes
-from mer.spotting.megc import SpotCounts, spot_counts, typed_spot_counts
+from mer.spotting.megc import SpotCounts, spot_counts, typed_spotting
 from mer.spotting.strs import analysis_scores, strs
 
 
@@ -38,10 +38,14 @@ def test_each_type_is_matched_against_its_own_annotations_and_overall_sums_the_c
                  ((8, 24), MACRO),  # overlaps the micro one at IoU 11/17, but is macro: a false macro
                  ((105, 165), MACRO),  # hits the first macro
                  ((500, 510), MICRO)]  # nothing there
-    counts = typed_spot_counts(predicted, truth)
+    scored = typed_spotting(predicted, truth)
+    counts = scored.counts
     assert counts[MICRO] == SpotCounts(tp=1, fp=1, fn=0)
     assert counts[MACRO] == SpotCounts(tp=1, fp=1, fn=1)
-    overall = sum(counts.values(), SpotCounts())
+    # matches index the lists as given: predicted 0 hit truth 0, predicted 2 truth 1
+    assert [(m.predicted, m.truth) for m in scored.matches[MICRO]] == [(0, 0)]
+    assert [(m.predicted, m.truth) for m in scored.matches[MACRO]] == [(2, 1)]
+    overall = scored.overall
     assert overall == SpotCounts(tp=2, fp=2, fn=1)
     assert overall.f1 == pytest.approx(4 / 7)  # 2TP / (2TP + FP + FN), not the mean of 2/3 and 1/2
     assert counts[MICRO].f1 == pytest.approx(2 / 3) and counts[MACRO].f1 == pytest.approx(1 / 2)
@@ -49,7 +53,7 @@ def test_each_type_is_matched_against_its_own_annotations_and_overall_sums_the_c
 
 def test_an_unknown_type_is_refused():
     with pytest.raises(MerError, match="'blink'"):
-        typed_spot_counts([((0, 5), "blink")], [])
+        typed_spotting([((0, 5), "blink")], [])
 
 
 def test_strs_is_spotting_f1_times_the_analysis_f1_over_the_hits():

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from mer.errors import MerError
+from mer.spotting.expression_types import MACRO, MICRO
 from mer.spotting.megc import (
     BaselineScores,
     Match,
@@ -104,21 +105,35 @@ def test_random_intervals_stay_inside_the_video():
     assert random_intervals([], n_frames=30, rng=rng) == []
 
 
+def micro(*intervals):
+    return [(interval, MICRO) for interval in intervals]
+
+
 def test_random_baseline_is_reproducible_for_a_seed():
-    videos = [([(10, 29), (100, 119)], [20, 20, 20], 200), ([(0, 49)], [40], 120)]
+    videos = [(micro((10, 29), (100, 119)), 200), (micro((0, 49)), 120)]
     first = random_baseline(videos, seed=3, draws=50)
     assert first == random_baseline(videos, seed=3, draws=50)
-    assert isinstance(first, BaselineScores) and first.draws == 50
-    assert 0.0 < first.f1 < 1.0
+    assert isinstance(first["overall"], BaselineScores) and first["overall"].draws == 50
+    assert 0.0 < first["overall"].f1 < 1.0
 
 
 def test_random_baseline_is_near_zero_for_tiny_intervals_in_a_long_video():
-    videos = [([(1000, 1004), (5000, 5004)], [5, 5], 10_000)] * 5
-    scores = random_baseline(videos, seed=0, draws=100)
+    videos = [(micro((1000, 1004), (5000, 5004)), 10_000)] * 5
+    scores = random_baseline(videos, seed=0, draws=100)["overall"]
     assert scores.precision < 0.01 and scores.recall < 0.01 and scores.f1 < 0.01
 
 
 def test_random_baseline_is_one_when_each_truth_fills_its_video():
-    videos = [([(0, 59)], [60], 60), ([(0, 29)], [30], 30)]
+    videos = [(micro((0, 59)), 60), (micro((0, 29)), 30)]
     scores = random_baseline(videos, seed=0, draws=20)
-    assert (scores.precision, scores.recall, scores.f1) == (1.0, 1.0, 1.0)
+    assert (scores["overall"].precision, scores["overall"].recall, scores["overall"].f1) == (1.0, 1.0, 1.0)
+    assert scores["micro"].f1 == 1.0 and scores["macro"].f1 == 0.0  # nothing macro to find, nothing placed
+
+
+def test_random_baseline_places_each_types_lengths_and_pools_the_overall_from_counts():
+    # A macro annotation that fills its video is always found; the micro one in a long video
+    # almost never: overall recall is then about 1 hit of 2 per draw.
+    videos = [([((0, 99), MACRO)], 100), ([((5000, 5004), MICRO)], 10_000)]
+    scores = random_baseline(videos, seed=0, draws=50)
+    assert scores["macro"].f1 == 1.0 and scores["micro"].f1 < 0.05
+    assert scores["overall"].recall == pytest.approx(0.5, abs=0.03)

@@ -9,6 +9,7 @@ import functools
 import hashlib
 import logging
 import os
+import sysconfig
 import time
 from pathlib import Path
 
@@ -39,14 +40,24 @@ def build_flags() -> list[str]:
     return ["-O3", "-ffp-contract=fast", "-fopenmp", *_ARCH_FLAGS.get(torch.backends.cpu.get_cpu_capability(), [])]
 
 
-def build_name(source: bytes, flags: list[str]) -> str:
+def header_paths() -> list[str]:
+    """The include folders torch writes into the build file: torch's own and Python's. Two
+    environments (a checkout's venv and another with the wheel installed) differ here, and
+    ninja rebuilds whenever the build file changes."""
+    from torch.utils import cpp_extension
+
+    return [*cpp_extension.include_paths(), sysconfig.get_paths()["include"]]
+
+
+def build_name(source: bytes, flags: list[str], headers: list[str]) -> str:
     """The extension's name, and so its folder in torch's extension cache: the instruction
-    set, then a digest of the source, the flags and torch's version. Under one name, torch
-    keeps one build and rebuilds it whenever another source asks (two checkouts, or a
-    checkout and an installed wheel, would evict each other's build at every switch, a
-    minute each, and block each other on the build lock); under this one, each source is
-    built once per machine."""
-    digest = hashlib.sha256(b"\0".join([source, " ".join(flags).encode(), torch.__version__.encode()])).hexdigest()
+    set, then a digest of the source, the flags, torch's version and the include folders.
+    Under one name, torch keeps one build and rebuilds it whenever another source or
+    another environment asks (two checkouts, or a checkout and an installed wheel, would
+    evict each other's build at every switch, a minute each, and block each other on the
+    build lock); under this one, each source is built once per environment."""
+    parts = [source, " ".join(flags).encode(), torch.__version__.encode(), "\0".join(headers).encode()]
+    digest = hashlib.sha256(b"\0".join(parts)).hexdigest()
     return f"mer3dcnn_cpu_{torch.backends.cpu.get_cpu_capability().lower()}_{digest[:12]}"
 
 
@@ -116,7 +127,7 @@ def load_kernels():
     from torch.utils import cpp_extension
 
     flags = build_flags()
-    name = build_name(SOURCE.read_bytes(), flags)
+    name = build_name(SOURCE.read_bytes(), flags, header_paths())
     timeout = _lock_timeout()
     _put_ninja_on_path()
     log.info("loading MER3DCNN CPU kernels (compiled on first use on this machine, about a minute)")

@@ -32,7 +32,9 @@ from mer.datasets.records import ClipRecord, natural_key
 from mer.errors import MerError
 from mer.evaluation import fetch_split, localise
 from mer.metrics import scores
-from mer.spotting.megc import BaselineScores, SpotCounts, match_intervals, random_baseline
+from mer.spotting.expression_types import TYPES
+from mer.spotting.megc import BaselineScores, SpotCounts, random_baseline, typed_spotting
+from mer.spotting.strs import AnalysisScores, analysis_scores, strs as strs_score
 from mer.spotting.model import TrainedModel
 from mer.spotting.predict import Prediction, TruthInterval, csv_text, predictor, write_prediction
 from mer.synthetic.generator import COMPLETE_MARKER
@@ -195,52 +197,80 @@ def assign(recordings: Sequence[Recording], models: Sequence[TrainedModel], cfg:
 class VideoScore:
     recording: Recording
     prediction: Prediction
-    counts: SpotCounts
+    typed: dict[str, SpotCounts]  # MICRO and MACRO
     hits: list[tuple[str, str]]  # (true class, spotted class) of each hit
 
+    @property
+    def counts(self) -> SpotCounts:
+        return sum(self.typed.values(), SpotCounts())
+
     def row(self) -> dict:
-        p = self.prediction
+        p, c = self.prediction, self.counts
         return {"video": self.recording.name, "subject": self.recording.subject, "frames": p.frames,
-                "truth": " ".join(f"{t.onset}-{t.offset}:{t.label}" for t in self.recording.truth),
-                "spotted": " ".join(f"{i.onset}-{i.offset}:{i.label}" for i in p.intervals),
-                "tp": self.counts.tp, "fp": self.counts.fp, "fn": self.counts.fn,
+                "truth": " ".join(f"{t.onset}-{t.offset}:{t.label}:{t.kind}" for t in self.recording.truth),
+                "spotted": " ".join(f"{i.onset}-{i.offset}:{i.label}:{i.kind}" for i in p.intervals),
+                "tp": c.tp, "fp": c.fp, "fn": c.fn,
+                **{f"{kind}_{n}": getattr(self.typed[kind], n) for kind in TYPES for n in ("tp", "fp", "fn")},
                 "hits_recognised": sum(a == b for a, b in self.hits), "message": p.message or ""}
 
 
 def score_video(recording: Recording, prediction: Prediction) -> VideoScore:
-    spotted = [(i.onset, i.offset) for i in prediction.intervals]
-    truth = [(t.onset, t.offset) for t in recording.truth]
-    matches = match_intervals(spotted, truth)
-    hits = [(recording.truth[m.truth].label, prediction.intervals[m.predicted].label) for m in matches]
-    return VideoScore(recording, prediction, SpotCounts.from_matches(matches, len(spotted), len(truth)), hits)
+    """MEGC's typed scores: spotted intervals typed by their seconds at the recording's
+    frame rate, annotations by their corpus."""
+    if prediction.fps is None and prediction.intervals:
+        raise MerError(f"{recording.path}: micro vs macro needs the recording's frame rate; give fps= (or data.fps)")
+    scored = typed_spotting([((i.onset, i.offset), i.kind) for i in prediction.intervals],
+                            [((t.onset, t.offset), t.kind) for t in recording.truth])
+    hits = [(recording.truth[m.truth].label, prediction.intervals[m.predicted].label)
+            for kind in TYPES for m in scored.matches[kind]]
+    return VideoScore(recording, prediction, scored.counts, hits)
 
 
 @dataclass
 class SpotEvalResult:
     videos: list[VideoScore]
-    counts: SpotCounts
-    baseline: BaselineScores
-    recognition: dict[str, float]
+    typed: dict[str, SpotCounts]  # MICRO and MACRO, summed over the recordings
+    baseline: dict[str, BaselineScores]  # MICRO, MACRO and "overall"
+    recognition: dict[str, float]  # on the hits
+    analysis: AnalysisScores  # MEGC 2023's, on the hits
     classes: list[str]
     notes: list[str] = field(default_factory=list)  # recordings left out, or scored by a model that saw their subject
     run_id: str | None = None
 
+    @property
+    def counts(self) -> SpotCounts:
+        """Overall, from the summed counts of both types."""
+        return sum(self.typed.values(), SpotCounts())
+
+    @property
+    def strs(self) -> float:
+        return strs_score(self.counts, self.analysis)
+
     def metrics(self) -> dict[str, float]:
-        c = self.counts
-        return {"spot/tp": c.tp, "spot/fp": c.fp, "spot/fn": c.fn, "spot/precision": c.precision,
-                "spot/recall": c.recall, "spot/f1": c.f1, "baseline/precision": self.baseline.precision,
-                "baseline/recall": self.baseline.recall, "baseline/f1": self.baseline.f1,
-                **{f"hits/{k}": v for k, v in self.recognition.items()}, "videos": len(self.videos),
+        rows = {"": self.counts, **{f"{kind}/": self.typed[kind] for kind in TYPES}}
+        baselines = {"": self.baseline["overall"], **{f"{kind}/": self.baseline[kind] for kind in TYPES}}
+        return {**{f"spot/{prefix}{n}": getattr(c, n) for prefix, c in rows.items()
+                   for n in ("tp", "fp", "fn", "precision", "recall", "f1")},
+                **{f"baseline/{prefix}{n}": getattr(b, n) for prefix, b in baselines.items()
+                   for n in ("precision", "recall", "f1")},
+                **{f"hits/{k}": v for k, v in self.recognition.items()},
+                "strs": self.strs, "analysis/f1": self.analysis.f1, "analysis/uf1": self.analysis.uf1,
+                "analysis/uar": self.analysis.uar, "videos": len(self.videos),
                 "videos_with_problems": sum(v.prediction.message is not None for v in self.videos)}
 
     def report(self) -> str:
-        c, b = self.counts, self.baseline
-        lines = [f"{len(self.videos)} recordings; MEGC spotting (IoU >= 0.5), over the database:",
-                 f"  spotting        TP {c.tp}  FP {c.fp}  FN {c.fn}  precision {c.precision:.3f}  recall {c.recall:.3f}  "
-                 f"F1 {c.f1:.3f}",
-                 f"  random baseline (true count and lengths, {b.draws} draws)  precision {b.precision:.3f}  "
-                 f"recall {b.recall:.3f}  F1 {b.f1:.3f}",
-                 f"  recognition on the {c.tp} hits: acc {self.recognition['acc']:.3f}  UF1 {self.recognition['uf1']:.3f}"]
+        draws = self.baseline["overall"].draws
+        lines = [f"{len(self.videos)} recordings; MEGC spotting (IoU >= 0.5), over the database "
+                 f"(micro: at most spotting.micro_max_s seconds from onset to offset; overall from the summed counts):",
+                 f"  {'':<9}{'TP':>5}{'FP':>5}{'FN':>5}{'precision':>11}{'recall':>8}{'F1':>7}"
+                 f"{'random F1':>11}"]
+        for name, c in (*((kind, self.typed[kind]) for kind in TYPES), ("overall", self.counts)):
+            lines.append(f"  {name:<9}{c.tp:>5}{c.fp:>5}{c.fn:>5}{c.precision:>11.3f}{c.recall:>8.3f}{c.f1:>7.3f}"
+                         f"{self.baseline[name].f1:>11.3f}")
+        lines += [f"  random baseline: the true count and lengths of each type, {draws} draws",
+                  f"  recognition on the {self.counts.tp} hits: acc {self.recognition['acc']:.3f}  "
+                  f"UF1 {self.recognition['uf1']:.3f}; STRS {self.strs:.3f} (spotting F1 {self.counts.f1:.3f} x "
+                  f"analysis F1 {self.analysis.f1:.3f})"]
         lines += [f"  {v.recording.name}: {v.prediction.message}" for v in self.videos if v.prediction.message]
         lines += [f"  {note}" for note in self.notes]
         if self.run_id:
@@ -261,18 +291,19 @@ def evaluate_recordings(pairs: Sequence[tuple[Recording, TrainedModel]], cfg: Di
 
 
 def summarise(videos: list[VideoScore], classes: Sequence[str], draws: int, seed: int) -> SpotEvalResult:
-    counts = sum((v.counts for v in videos), SpotCounts())
+    typed = {kind: sum((v.typed[kind] for v in videos), SpotCounts()) for kind in TYPES}
     # The baseline places its intervals in every recording spotting was scored on, at its
     # full length: a recording that could not be read still counts its misses for both.
     lengths = [max(v.prediction.frames, len(v.recording.frames)) for v in videos]
-    baseline = random_baseline([([(t.onset, t.offset) for t in v.recording.truth],
-                                 [t.offset - t.onset + 1 for t in v.recording.truth], n)
+    baseline = random_baseline([([((t.onset, t.offset), t.kind) for t in v.recording.truth], n)
                                 for v, n in zip(videos, lengths) if n], seed=seed, draws=draws)
     index = {name: k for k, name in enumerate(classes)}
     hits = [pair for v in videos for pair in v.hits]
     recognition = {k: v for k, v in scores([index[t] for t, _ in hits], [index[p] for _, p in hits]).items()
                    if k in ("acc", "uf1")}
-    return SpotEvalResult(videos, counts, baseline, recognition, list(classes))
+    # MEGC 2023's analysis set: every emotion the annotations show
+    emotions = sorted({t.label for v in videos for t in v.recording.truth})
+    return SpotEvalResult(videos, typed, baseline, recognition, analysis_scores(hits, emotions), list(classes))
 
 
 def spot_eval(cfg: DictConfig, models: Sequence[TrainedModel], overrides: Sequence[str],

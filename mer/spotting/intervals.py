@@ -15,7 +15,9 @@ sees. Then:
    than `max_length` (a head turn, not a micro-expression), they are dropped;
 5. an interval's class is that of its window centred nearest the interval's middle: the
    apex guess, and the window a training clip gives the network (`depth` frames centred
-   on the apex).
+   on the apex);
+6. where the recording's frame rate is known, an interval lasting at most `micro_max_s`
+   seconds from onset to offset is typed micro, a longer one macro (`ExpressionTypes`).
 
 Median and spread come from each recording alone: nothing is fitted on annotations. The
 defaults were chosen on a generated tree of another seed than the built-in one spot-eval
@@ -29,6 +31,7 @@ from typing import Sequence
 import numpy as np
 
 from mer.errors import MerError
+from mer.spotting.expression_types import ExpressionTypes
 from mer.spotting.windows import Window
 
 
@@ -40,10 +43,15 @@ class SpottingSettings:
     merge_gap: int = 5
     min_length: int = 5
     max_length: int = 100
+    micro_max_s: float = 0.5
 
     def __post_init__(self):
         if self.smooth < 1 or self.min_length < 1 or self.max_length < self.min_length or self.merge_gap < 0:
             raise MerError("spotting needs smooth >= 1, merge_gap >= 0 and 1 <= min_length <= max_length")
+        self.types()
+
+    def types(self) -> ExpressionTypes:
+        return ExpressionTypes(self.micro_max_s)
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,7 @@ class SpottedInterval:
     label: str
     probabilities: tuple[float, ...]
     peak: float  # highest smoothed score inside
+    kind: str | None = None  # MICRO or MACRO by its length in seconds; None where the frame rate is unknown
 
 
 def smoothed_scores(windows: Sequence[Window], smooth: int) -> np.ndarray:
@@ -79,8 +88,9 @@ def threshold_of(scores: np.ndarray, settings: SpottingSettings) -> float:
 
 
 def spot(windows: Sequence[Window], classes: Sequence[str], settings: SpottingSettings, stride: int,
-         n_frames: int) -> tuple[list[SpottedInterval], np.ndarray, float]:
-    """Intervals, the smoothed scores and the threshold they were cut at."""
+         n_frames: int, fps: float | None = None) -> tuple[list[SpottedInterval], np.ndarray, float]:
+    """Intervals, the smoothed scores and the threshold they were cut at; each interval is
+    typed micro or macro at `fps`, when it is known."""
     scores = smoothed_scores(windows, settings.smooth)
     limit = threshold_of(scores, settings)
     active = np.nan_to_num(scores, nan=-np.inf) > limit
@@ -106,5 +116,6 @@ def spot(windows: Sequence[Window], classes: Sequence[str], settings: SpottingSe
         middle = (onset + offset) / 2
         chosen = windows[min(members, key=lambda i: abs(windows[i].centre - middle))].probabilities
         intervals.append(SpottedInterval(onset, offset, classes[int(np.argmax(chosen))], tuple(float(p) for p in chosen),
-                                         float(np.max(scores[members]))))
+                                         float(np.max(scores[members])),
+                                         settings.types().of(onset, offset, fps) if fps else None))
     return intervals, scores, limit

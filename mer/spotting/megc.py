@@ -13,8 +13,10 @@ spotted interval counts at most once, pairs taken greedily by descending IoU.
 
 Precision, recall and F1 are computed over the whole database: TP, FP and FN are summed
 over the videos (`SpotCounts.__add__`) and the ratios taken once, never averaged per video.
-`random_baseline` gives the scores of intervals of the same lengths placed at random, the
-floor a spotting method has to beat."""
+Micro- and macro-expressions are scored apart (`typed_spotting`: each type's spotted
+intervals against that type's annotations) and the overall score from the summed counts.
+`random_baseline` gives, per type and overall, the scores of intervals of the true lengths
+placed at random, the floor a spotting method has to beat."""
 
 from __future__ import annotations
 
@@ -147,18 +149,44 @@ def spot_counts(
     return SpotCounts.from_matches(matches, len(predicted), len(truth))
 
 
-def typed_spot_counts(
-    predicted: Sequence[tuple[Interval, str]], truth: Sequence[tuple[Interval, str]], threshold: float = 0.5
-) -> dict[str, SpotCounts]:
-    """MEGC's micro and macro scores of one video: each type's spotted intervals (typed by
-    their length, `ExpressionTypes`) matched against that type's annotations only. The
-    overall score comes from the summed counts (`sum(counts.values(), SpotCounts())`),
-    never from averaging the two F1s."""
-    for interval, kind in (*predicted, *truth):
+TypedInterval = tuple[Interval, str]  # an interval and its type (MICRO or MACRO)
+
+
+@dataclass(frozen=True)
+class TypedSpotting:
+    """MEGC's micro and macro scores of one video. `matches[kind]` index the full lists
+    given to `typed_spotting`."""
+
+    counts: dict[str, SpotCounts]
+    matches: dict[str, list[Match]]
+
+    @property
+    def overall(self) -> SpotCounts:
+        """From the summed counts, never from averaging the types' F1s."""
+        return sum(self.counts.values(), SpotCounts())
+
+
+def _check_types(intervals: Sequence[TypedInterval]) -> None:
+    for interval, kind in intervals:
         if kind not in TYPES:
             raise MerError(f"interval {interval!r} has type {kind!r}; MEGC scores {' and '.join(TYPES)} only")
-    return {kind: spot_counts([i for i, k in predicted if k == kind], [i for i, k in truth if k == kind], threshold)
-            for kind in TYPES}
+
+
+def typed_spotting(
+    predicted: Sequence[TypedInterval], truth: Sequence[TypedInterval], threshold: float = 0.5
+) -> TypedSpotting:
+    """Each type's spotted intervals (typed by their length, `ExpressionTypes`) matched one
+    to one against that type's annotations only."""
+    _check_types(predicted)
+    _check_types(truth)
+    counts, matches = {}, {}
+    for kind in TYPES:
+        p_index = [k for k, (_, t) in enumerate(predicted) if t == kind]
+        t_index = [k for k, (_, t) in enumerate(truth) if t == kind]
+        found = match_intervals([predicted[k][0] for k in p_index], [truth[k][0] for k in t_index], threshold)
+        matches[kind] = [Match(p_index[m.predicted], t_index[m.truth], m.iou) for m in found]
+        counts[kind] = SpotCounts.from_matches(found, len(p_index), len(t_index))
+    return TypedSpotting(counts, matches)
 
 
 def _check_frames(n_frames: int) -> int:
@@ -194,36 +222,42 @@ class BaselineScores:
 
 
 def random_baseline(
-    videos: Sequence[tuple[Sequence[Interval], Sequence[int], int]],
+    videos: Sequence[tuple[Sequence[TypedInterval], int]],
     seed: int = 0,
     draws: int = 200,
     threshold: float = 0.5,
-) -> BaselineScores:
-    """Chance scores: each video is (truth intervals, predicted interval lengths, n_frames);
-    every draw places the lengths at random in each video and pools the counts over the
-    database, and the scores are averaged over the draws."""
+) -> dict[str, BaselineScores]:
+    """Chance scores, per type and overall: each video is (typed truth intervals, n_frames);
+    every draw places intervals of each type's true lengths at random in each video, scores
+    them against that type's annotations, and pools the counts over the database (overall:
+    summed over the types); the scores are averaged over the draws."""
     _check_threshold(threshold)
     if draws < 1:
         raise MerError(f"random baseline needs at least one draw, got draws={draws}")
     checked = []
-    for truth, lengths, n_frames in videos:
+    for truth, n_frames in videos:
         n_frames = _check_frames(n_frames)
-        truth = [_checked(t) for t in truth]
-        for onset, offset in truth:
-            # A true interval outside the video means n_frames is wrong, not a miss.
-            if onset < 0 or offset >= n_frames:
-                raise MerError(
-                    f"true interval {(onset, offset)} lies outside frames 0..{n_frames - 1}"
-                )
-        checked.append((truth, list(lengths), n_frames))
+        _check_types(truth)
+        by_type = {}
+        for kind in TYPES:
+            intervals = [_checked(interval) for interval, k in truth if k == kind]
+            for onset, offset in intervals:
+                # A true interval outside the video means n_frames is wrong, not a miss.
+                if onset < 0 or offset >= n_frames:
+                    raise MerError(f"true interval {(onset, offset)} lies outside frames 0..{n_frames - 1}")
+            if intervals:
+                by_type[kind] = intervals
+        checked.append((by_type, n_frames))
     rng = np.random.default_rng(seed)
-    scores = np.empty((draws, 3))
+    names = (*TYPES, "overall")
+    scores = {name: np.empty((draws, 3)) for name in names}
     for d in range(draws):
-        total = SpotCounts()
-        for truth, lengths, n_frames in checked:
-            total = total + spot_counts(random_intervals(lengths, n_frames, rng), truth, threshold)
-        scores[d] = total.precision, total.recall, total.f1
-    precision, recall, f1 = scores.mean(axis=0)
-    return BaselineScores(
-        precision=float(precision), recall=float(recall), f1=float(f1), draws=draws
-    )
+        totals = dict.fromkeys(TYPES, SpotCounts())
+        for by_type, n_frames in checked:
+            for kind, intervals in by_type.items():
+                lengths = [offset - onset + 1 for onset, offset in intervals]
+                totals[kind] = totals[kind] + spot_counts(random_intervals(lengths, n_frames, rng), intervals, threshold)
+        for name, total in (*totals.items(), ("overall", sum(totals.values(), SpotCounts()))):
+            scores[name][d] = total.precision, total.recall, total.f1
+    return {name: BaselineScores(*(float(v) for v in values.mean(axis=0)), draws=draws)
+            for name, values in scores.items()}

@@ -19,6 +19,7 @@ from mer.files import atomic_write, atomic_write_text
 from mer.preprocess.faces import FaceBackend
 from mer.preprocess.frames import FrameStream
 from mer.preprocess.read_ahead import read_ahead
+from mer.spotting.expression_types import MICRO
 from mer.spotting.intervals import SpottedInterval, SpottingSettings, spot
 from mer.spotting.model import TrainedModel
 from mer.spotting.windows import Window, WindowSettings, stream_windows
@@ -31,6 +32,7 @@ class TruthInterval:
     onset: int
     offset: int
     label: str = ""
+    kind: str = MICRO  # as the corpus annotates it; SMIC-E annotates micro-expressions only
 
 
 @dataclass
@@ -97,7 +99,7 @@ def predict_recording(path: Path, model: TrainedModel, classify: Callable[[np.nd
     if prediction.frames and prediction.frames < settings.depth:
         prediction.message = f"{path}: {prediction.frames} frames are fewer than the model's window of {settings.depth}"
     prediction.intervals, prediction.scores, prediction.threshold = spot(
-        prediction.windows, model.classes, spotting, windows.stride, prediction.frames)
+        prediction.windows, model.classes, spotting, windows.stride, prediction.frames, prediction.fps)
     prediction.no_face = faceless_stretches(prediction.windows)
     if prediction.windows and not any(w.face for w in prediction.windows):
         prediction.message = f"{path}: no face found in any window"
@@ -120,7 +122,8 @@ def window_rows(prediction: Prediction) -> list[dict]:
 
 def interval_rows(prediction: Prediction) -> list[dict]:
     return [{"onset_frame": i.onset, "offset_frame": i.offset, "onset_time": round(prediction.seconds(i.onset), 6),
-             "offset_time": round(prediction.seconds(i.offset + 1), 6), "label": i.label, "peak_score": round(i.peak, 6),
+             "offset_time": round(prediction.seconds(i.offset + 1), 6), "label": i.label, "type": i.kind,
+             "peak_score": round(i.peak, 6),
              "probabilities": dict(zip(prediction.classes, (round(p, 6) for p in i.probabilities)))}
             for i in prediction.intervals]
 
@@ -131,7 +134,7 @@ def prediction_document(prediction: Prediction, truth: Sequence[TruthInterval] =
         "time_unit": "s" if prediction.fps else "frame", "classes": prediction.classes,
         "window": {"depth": prediction.depth, "stride": prediction.stride}, "message": prediction.message,
         "threshold": None if np.isnan(prediction.threshold) else prediction.threshold,
-        "intervals": interval_rows(prediction), "truth": [asdict(t) for t in truth],
+        "intervals": interval_rows(prediction), "truth": [{"onset": t.onset, "offset": t.offset, "label": t.label, "type": t.kind} for t in truth],
         "no_face": [{"onset_frame": a, "offset_frame": b} for a, b in prediction.no_face],
         "windows": window_rows(prediction), "provenance": prediction.provenance,
     }

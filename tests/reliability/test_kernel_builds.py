@@ -57,13 +57,16 @@ def test_two_copies_of_one_source_share_one_build():
     assert built_file.stat().st_mtime_ns == before, "the build was redone"
 
 
-def test_a_changed_source_is_named_apart_and_the_same_source_alike():
+def test_a_changed_source_or_environment_is_named_apart_and_the_same_source_alike():
     source = cpu_kernels.SOURCE.read_bytes()
     flags = cpu_kernels.build_flags()
-    name = cpu_kernels.build_name(source, flags)
-    assert cpu_kernels.build_name(bytes(source), list(flags)) == name
-    assert cpu_kernels.build_name(source + b"\n// edited\n", flags) != name
-    assert cpu_kernels.build_name(source, [*flags, "-DEXTRA"]) != name
+    headers = cpu_kernels.header_paths()
+    name = cpu_kernels.build_name(source, flags, headers)
+    assert cpu_kernels.build_name(bytes(source), list(flags), list(headers)) == name
+    assert cpu_kernels.build_name(source + b"\n// edited\n", flags, headers) != name
+    assert cpu_kernels.build_name(source, [*flags, "-DEXTRA"], headers) != name
+    # another environment's torch (a wheel installed in another venv) writes another build file
+    assert cpu_kernels.build_name(source, flags, ["/other/venv/torch/include", *headers[1:]]) != name
     assert name.startswith("mer3dcnn_cpu_")
 
 

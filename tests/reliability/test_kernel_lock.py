@@ -13,7 +13,8 @@ from mer.models import cpu_kernels
 
 
 def this_build() -> str:
-    return cpu_kernels.build_name(cpu_kernels.SOURCE.read_bytes(), cpu_kernels.build_flags())
+    return cpu_kernels.build_name(cpu_kernels.SOURCE.read_bytes(), cpu_kernels.build_flags(),
+                                  cpu_kernels.header_paths())
 
 
 @pytest.fixture
