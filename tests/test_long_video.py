@@ -154,6 +154,9 @@ def test_a_frame_folder_needs_its_rate_for_time_stamps(predict_cli, tmp_path):
     assert document["fps"] == 200 and document["time_unit"] == "s"
     assert [w["start_frame"] for w in document["windows"]] == [0, 5]
     assert document["windows"][1]["centre_time"] == pytest.approx(9.5 / 200)
+    without_rate = predict_cli(folder, tmp_path / "no_rate")
+    assert without_rate["time_unit"] == "frame" and without_rate["intervals"] == []
+    assert "give --fps" in without_rate["message"]
 
 
 def test_generated_recordings_are_annotated_where_the_motion_is(recordings):

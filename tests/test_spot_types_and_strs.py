@@ -1,13 +1,16 @@
-"""Micro vs macro by seconds at 30 and 200 fps, MEGC's typed scores with the overall from
+"""Micro vs macro and the spotting rule's lengths by seconds at 30 and 200 fps, MEGC's typed scores with the overall from
 summed counts, and STRS (MEGC 2023) on hand-made intervals, with the reference code's
 departures from its written definition pinned down."""
 
+import numpy as np
 import pytest
 
 from mer.errors import MerError
 from mer.spotting.expression_types import MACRO, MICRO, ExpressionTypes
+from mer.spotting.intervals import SpottingSettings, spot
 from mer.spotting.megc import SpotCounts, spot_counts, typed_spotting
 from mer.spotting.strs import analysis_scores, strs
+from mer.spotting.windows import Window
 
 
 @pytest.mark.parametrize("fps, longest_micro", [(30.0, 16), (200.0, 101)])
@@ -89,3 +92,31 @@ def test_where_the_reference_code_differs_from_the_definition():
     # Every hit of one emotion and right: scikit-learn's confusion matrix is then 1x1 and the
     # reference code scores the emotion 0; it is perfect.
     assert analysis_scores([("anger", "anger"), ("anger", "anger")]).f1 == 1.0
+
+
+def windows_with_bursts(bursts: dict[int, int], n: int = 200, stride: int = 5) -> list:
+    """`n` windows of 10 frames every `stride` frames, still except `bursts`: first window
+    index -> number of consecutive moving windows."""
+    moving = {i for first, count in bursts.items() for i in range(first, first + count)}
+    return [Window(i * stride, i * stride + 9, face=True, motion=5.0 if i in moving else 0.0,
+                   probabilities=np.array([0.2, 0.5, 0.3])) for i in range(n)]
+
+
+def test_the_rules_length_limits_are_seconds_at_the_recordings_rate():
+    # an interval runs from its first window's centre to its last one's, widened by half a
+    # stride (2 frames) each side: 9 windows starting at frame 200 -> frames 202..247 (46);
+    # a lone window at frame 600 -> 602..607 (6)
+    windows = windows_with_bursts({40: 9, 120: 1})
+    settings, classes = SpottingSettings(), ["negative", "positive", "surprise"]
+    at_200, _, _ = spot(windows, classes, settings, 5, 1005, fps=200.0)
+    at_30, _, _ = spot(windows, classes, settings, 5, 1005, fps=30.0)
+    # 200 fps: 46 frames are 0.23 s (kept, micro), 6 frames 0.03 s (under min_length_s 0.05)
+    assert [(i.onset, i.offset, i.kind) for i in at_200] == [(202, 247, MICRO)]
+    # 30 fps: 46 frames are 1.53 s (over max_length_s 1.0), 6 frames 0.2 s (kept, micro)
+    assert [(i.onset, i.offset, i.kind) for i in at_30] == [(602, 607, MICRO)]
+    assert all(i.label == "positive" for i in at_200 + at_30)
+
+
+def test_without_the_rate_scores_come_back_but_no_interval():
+    intervals, scores, threshold = spot(windows_with_bursts({40: 9}), ["a", "b", "c"], SpottingSettings(), 5, 1005)
+    assert intervals == [] and len(scores) == 200 and threshold > 0

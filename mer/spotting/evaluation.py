@@ -217,8 +217,9 @@ class VideoScore:
 def score_video(recording: Recording, prediction: Prediction) -> VideoScore:
     """MEGC's typed scores: spotted intervals typed by their seconds at the recording's
     frame rate, annotations by their corpus."""
-    if prediction.fps is None and prediction.intervals:
-        raise MerError(f"{recording.path}: micro vs macro needs the recording's frame rate; give fps= (or data.fps)")
+    if not prediction.fps and prediction.frames:
+        raise MerError(f"{recording.path}: spotting's lengths and micro vs macro are in seconds and this recording's "
+                       "frame rate is unknown; give fps= (or data.fps)")
     scored = typed_spotting([((i.onset, i.offset), i.kind) for i in prediction.intervals],
                             [((t.onset, t.offset), t.kind) for t in recording.truth])
     hits = [(recording.truth[m.truth].label, prediction.intervals[m.predicted].label)

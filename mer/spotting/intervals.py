@@ -11,8 +11,11 @@ sees. Then:
    `min_spread` grey levels so a perfectly still recording spots nothing);
 3. consecutive active windows form an interval from the first one's centre to the last
    one's, widened by half a stride each side (the scores are a stride apart);
-4. intervals closer than `merge_gap` frames merge; shorter than `min_length`, or longer
-   than `max_length` (a head turn, not a micro-expression), they are dropped;
+4. intervals closer than `merge_gap_s` seconds (the frames between them at the recording's
+   rate) merge; shorter than `min_length_s` or longer than `max_length_s` (its frames over
+   the rate; longer: a head turn, not an expression), they are dropped. Limits are in
+   seconds, never frame counts, so one setting means the same at 30 and 200 fps; without
+   the rate no interval is cut;
 5. an interval's class is that of its window centred nearest the interval's middle: the
    apex guess, and the window a training clip gives the network (`depth` frames centred
    on the apex);
@@ -35,19 +38,22 @@ from mer.spotting.expression_types import ExpressionTypes
 from mer.spotting.windows import Window
 
 
+SLACK = 1e-9  # seconds: 5 frames at 100 fps are 0.05 s, not 0.05000000000000001
+
+
 @dataclass(frozen=True)
 class SpottingSettings:
     smooth: int = 1
     threshold: float = 6.0
     min_spread: float = 0.05
-    merge_gap: int = 5
-    min_length: int = 5
-    max_length: int = 100
+    merge_gap_s: float = 0.05
+    min_length_s: float = 0.05
+    max_length_s: float = 1.0
     micro_max_s: float = 0.5
 
     def __post_init__(self):
-        if self.smooth < 1 or self.min_length < 1 or self.max_length < self.min_length or self.merge_gap < 0:
-            raise MerError("spotting needs smooth >= 1, merge_gap >= 0 and 1 <= min_length <= max_length")
+        if self.smooth < 1 or self.merge_gap_s < 0 or not 0 < self.min_length_s <= self.max_length_s:
+            raise MerError("spotting needs smooth >= 1, merge_gap_s >= 0 and 0 < min_length_s <= max_length_s")
         self.types()
 
     def types(self) -> ExpressionTypes:
@@ -61,7 +67,7 @@ class SpottedInterval:
     label: str
     probabilities: tuple[float, ...]
     peak: float  # highest smoothed score inside
-    kind: str | None = None  # MICRO or MACRO by its length in seconds; None where the frame rate is unknown
+    kind: str  # MICRO or MACRO by its length in seconds
 
 
 def smoothed_scores(windows: Sequence[Window], smooth: int) -> np.ndarray:
@@ -89,10 +95,13 @@ def threshold_of(scores: np.ndarray, settings: SpottingSettings) -> float:
 
 def spot(windows: Sequence[Window], classes: Sequence[str], settings: SpottingSettings, stride: int,
          n_frames: int, fps: float | None = None) -> tuple[list[SpottedInterval], np.ndarray, float]:
-    """Intervals, the smoothed scores and the threshold they were cut at; each interval is
-    typed micro or macro at `fps`, when it is known."""
+    """Intervals, each typed micro or macro, the smoothed scores and the threshold they were
+    cut at. Without `fps` the scores and threshold come back but no interval: its limits
+    are in seconds."""
     scores = smoothed_scores(windows, settings.smooth)
     limit = threshold_of(scores, settings)
+    if not fps:
+        return [], scores, limit
     active = np.nan_to_num(scores, nan=-np.inf) > limit
     runs: list[list[int]] = []
     for i in np.flatnonzero(active):
@@ -105,17 +114,16 @@ def spot(windows: Sequence[Window], classes: Sequence[str], settings: SpottingSe
              for r in runs]
     merged: list[list] = []
     for span in spans:
-        if merged and span[0] - merged[-1][1] - 1 <= settings.merge_gap:
+        if merged and (span[0] - merged[-1][1] - 1) / fps <= settings.merge_gap_s + SLACK:
             merged[-1][1], merged[-1][2] = span[1], merged[-1][2] + span[2]
         else:
             merged.append(span)
     intervals = []
     for onset, offset, members in merged:
-        if not settings.min_length <= offset - onset + 1 <= settings.max_length:
+        if not settings.min_length_s - SLACK <= (offset - onset + 1) / fps <= settings.max_length_s + SLACK:
             continue
         middle = (onset + offset) / 2
         chosen = windows[min(members, key=lambda i: abs(windows[i].centre - middle))].probabilities
         intervals.append(SpottedInterval(onset, offset, classes[int(np.argmax(chosen))], tuple(float(p) for p in chosen),
-                                         float(np.max(scores[members])),
-                                         settings.types().of(onset, offset, fps) if fps else None))
+                                         float(np.max(scores[members])), settings.types().of(onset, offset, fps)))
     return intervals, scores, limit

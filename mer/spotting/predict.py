@@ -103,6 +103,9 @@ def predict_recording(path: Path, model: TrainedModel, classify: Callable[[np.nd
     prediction.no_face = faceless_stretches(prediction.windows)
     if prediction.windows and not any(w.face for w in prediction.windows):
         prediction.message = f"{path}: no face found in any window"
+    elif prediction.windows and not prediction.fps and not prediction.message:
+        prediction.message = (f"{path}: no intervals spotted: spotting's lengths are in seconds and this frame folder's "
+                              "rate is unknown; give --fps")
     return prediction
 
 
