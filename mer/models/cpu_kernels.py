@@ -61,7 +61,7 @@ def build_name(source: bytes, flags: list[str], headers: list[str]) -> str:
     return f"mer3dcnn_cpu_{torch.backends.cpu.get_cpu_capability().lower()}_{digest[:12]}"
 
 
-def _source_in_build_folder(name: str) -> Path:
+def _source_in_build_folder(name: str, source: bytes) -> Path:
     """The source, copied into its build's folder: the build is compiled from there, so
     every copy of mer with this source hands torch the same file. ninja rebuilds when the
     path of a source changes, so building each copy from its own package would redo the
@@ -69,8 +69,8 @@ def _source_in_build_folder(name: str) -> Path:
     from torch.utils import cpp_extension
 
     copy = Path(cpp_extension._get_build_directory(name, verbose=False)) / SOURCE.name
-    if not copy.is_file() or copy.read_bytes() != SOURCE.read_bytes():
-        atomic_write(copy, lambda handle: handle.write(SOURCE.read_bytes()))
+    if not copy.is_file() or copy.read_bytes() != source:
+        atomic_write(copy, lambda handle: handle.write(source))
     return copy
 
 
@@ -126,15 +126,15 @@ def load_kernels():
     """The compiled extension, or None (after a one-line warning saying why) if it cannot build."""
     from torch.utils import cpp_extension
 
-    flags = build_flags()
-    name = build_name(SOURCE.read_bytes(), flags, header_paths())
+    flags, source = build_flags(), SOURCE.read_bytes()
+    name = build_name(source, flags, header_paths())
     timeout = _lock_timeout()
     _put_ninja_on_path()
     log.info("loading MER3DCNN CPU kernels (compiled on first use on this machine, about a minute)")
     try:
         if not _build_lock_released(name, timeout):
             return None
-        return cpp_extension.load(name=name, sources=[str(_source_in_build_folder(name))], extra_cflags=flags,
+        return cpp_extension.load(name=name, sources=[str(_source_in_build_folder(name, source))], extra_cflags=flags,
                                   extra_ldflags=["-fopenmp"])
     except Exception as error:  # no compiler, ninja or headers: all mean "use stock ops"
         lines = str(error).strip().splitlines() or [type(error).__name__]

@@ -78,15 +78,14 @@ class FaceTracker:
             self.detected_at = index
         return self.face
 
-    def _carried_box(self, landmarks: np.ndarray) -> tuple[int, int, int, int]:
-        centre, size = _centre_and_size(landmarks)
+    def _carried_box(self, centre: np.ndarray, size: float) -> tuple[int, int, int, int]:
         offset, width, height = self.placement
         cx, cy = centre + offset * size
         half_w, half_h = width * size / 2, height * size / 2
         return tuple(int(round(v)) for v in (cx - half_w, cy - half_h, cx + half_w, cy + half_h))
 
-    def _holds(self, gray: np.ndarray, previous: Face, fitted: Face) -> bool:
-        (before, size), (after, _) = _centre_and_size(previous.landmarks), _centre_and_size(fitted.landmarks)
+    def _holds(self, gray: np.ndarray, before: np.ndarray, size: float, fitted: Face) -> bool:
+        after, _ = _centre_and_size(fitted.landmarks)
         if np.linalg.norm(after - before) > self.settings.max_shift * size:
             return False
         patch = _patch(gray, fitted.box)
@@ -97,9 +96,10 @@ class FaceTracker:
         previous = self.face
         if previous is None or index - self.detected_at >= self.settings.every:
             return self._detect(index, gray)
-        box = self._carried_box(previous.landmarks)
+        centre, size = _centre_and_size(previous.landmarks)
+        box = self._carried_box(centre, size)
         fitted = Face(box, self.backend.landmarks(gray, box))
-        if not self._holds(gray, previous, fitted):
+        if not self._holds(gray, centre, size, fitted):
             return self._detect(index, gray)
         self.face = fitted
         return fitted

@@ -33,7 +33,7 @@ from mer.errors import MerError
 from mer.evaluation import fetch_split, localise
 from mer.metrics import scores
 from mer.spotting.expression_types import TYPES
-from mer.spotting.megc import BaselineScores, SpotCounts, random_baseline, typed_spotting
+from mer.spotting.megc import BaselineScores, SpotCounts, overall, random_baseline, typed_spotting
 from mer.spotting.strs import AnalysisScores, analysis_scores, strs as strs_score
 from mer.spotting.model import TrainedModel
 from mer.spotting.predict import Prediction, TruthInterval, csv_text, predictor, write_prediction
@@ -202,7 +202,7 @@ class VideoScore:
 
     @property
     def counts(self) -> SpotCounts:
-        return sum(self.typed.values(), SpotCounts())
+        return overall(self.typed)
 
     def row(self) -> dict:
         p, c = self.prediction, self.counts
@@ -240,8 +240,7 @@ class SpotEvalResult:
 
     @property
     def counts(self) -> SpotCounts:
-        """Overall, from the summed counts of both types."""
-        return sum(self.typed.values(), SpotCounts())
+        return overall(self.typed)
 
     @property
     def strs(self) -> float:

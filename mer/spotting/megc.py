@@ -21,7 +21,7 @@ placed at random, the floor a spotting method has to beat."""
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -152,6 +152,11 @@ def spot_counts(
 TypedInterval = tuple[Interval, str]  # an interval and its type (MICRO or MACRO)
 
 
+def overall(counts: Mapping[str, SpotCounts]) -> SpotCounts:
+    """The overall score's counts: summed over the types, never an average of their F1s."""
+    return sum(counts.values(), SpotCounts())
+
+
 @dataclass(frozen=True)
 class TypedSpotting:
     """MEGC's micro and macro scores of one video. `matches[kind]` index the full lists
@@ -162,8 +167,7 @@ class TypedSpotting:
 
     @property
     def overall(self) -> SpotCounts:
-        """From the summed counts, never from averaging the types' F1s."""
-        return sum(self.counts.values(), SpotCounts())
+        return overall(self.counts)
 
 
 def _check_types(intervals: Sequence[TypedInterval]) -> None:
@@ -246,7 +250,7 @@ def random_baseline(
                 if onset < 0 or offset >= n_frames:
                     raise MerError(f"true interval {(onset, offset)} lies outside frames 0..{n_frames - 1}")
             if intervals:
-                by_type[kind] = intervals
+                by_type[kind] = (intervals, [offset - onset + 1 for onset, offset in intervals])
         checked.append((by_type, n_frames))
     rng = np.random.default_rng(seed)
     names = (*TYPES, "overall")
@@ -254,10 +258,9 @@ def random_baseline(
     for d in range(draws):
         totals = dict.fromkeys(TYPES, SpotCounts())
         for by_type, n_frames in checked:
-            for kind, intervals in by_type.items():
-                lengths = [offset - onset + 1 for onset, offset in intervals]
+            for kind, (intervals, lengths) in by_type.items():
                 totals[kind] = totals[kind] + spot_counts(random_intervals(lengths, n_frames, rng), intervals, threshold)
-        for name, total in (*totals.items(), ("overall", sum(totals.values(), SpotCounts()))):
+        for name, total in (*totals.items(), ("overall", overall(totals))):
             scores[name][d] = total.precision, total.recall, total.f1
     return {name: BaselineScores(*(float(v) for v in values.mean(axis=0)), draws=draws)
             for name, values in scores.items()}
