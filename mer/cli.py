@@ -12,15 +12,30 @@ from mer.synthetic.layout_writers import LAYOUTS, generate_layout
 from mer.errors import MerError
 
 
+# Layouts of long recordings: `mer generate` starts from the built-in data config's generator section.
+RECORDING_LAYOUTS = ("casme_sq", "samm_lv", "casme3")
+GENERATE_FLAGS = ("subjects", "clips_per_subject", "min_frames", "max_frames", "seed", "recording_frames",
+                  "macro_frames", "head_turn_frames", "fps")
+
+
 def _generate(args: argparse.Namespace) -> None:
-    settings = GeneratorSettings(subjects=args.subjects, clips_per_subject=args.clips_per_subject,
-                                 min_frames=args.min_frames, max_frames=args.max_frames, seed=args.seed,
-                                 recording_frames=args.recording_frames, **(STILL if args.still else {}))
-    if settings.recording_frames and args.layout != "smic_e":
-        raise MerError(f"--recording-frames writes long recordings in the smic_e layout, not {args.layout}")
+    from dataclasses import asdict, replace
+
+    base = GeneratorSettings()
+    if args.layout in RECORDING_LAYOUTS:
+        from mer.config import compose_train
+
+        base = GeneratorSettings(**compose_train([f"data=builtin_{args.layout}"]).data.generator)
+    given = {name: getattr(args, name) for name in GENERATE_FLAGS if getattr(args, name) is not None}
+    settings = replace(base, **given, **(STILL if args.still else {}))
+    if (settings.recording_frames or settings.head_turn_frames) and args.layout not in ("smic_e", *RECORDING_LAYOUTS):
+        raise MerError(f"--recording-frames writes long recordings (layouts smic_e, {', '.join(RECORDING_LAYOUTS)}), "
+                       f"not {args.layout}")
     root = generate_layout(args.layout, Path(args.root), settings)
     what = f"recordings of {settings.recording_frames} frames" if settings.recording_frames else "clips"
-    print(f"wrote {settings.subjects * settings.clips_per_subject} {what} in the {args.layout} layout under {root}")
+    print(f"wrote {settings.subjects * settings.clips_per_subject} {what} in the {args.layout} layout under {root}"
+          + (f" ({', '.join(f'{k}={v}' for k, v in asdict(settings).items() if k in GENERATE_FLAGS)})"
+             if settings.recording_frames else ""))
 
 
 def _preview(args: argparse.Namespace) -> None:
@@ -205,14 +220,20 @@ def main(argv: list[str] | None = None) -> int:
     generate = commands.add_parser("generate", help="write the built-in dataset (real faces; SMIC-HS layout, or another)")
     generate.add_argument("root", help="folder to create (must be new or empty)")
     defaults = GeneratorSettings()
-    generate.add_argument("--subjects", type=int, default=defaults.subjects)
-    generate.add_argument("--clips-per-subject", type=int, default=defaults.clips_per_subject)
-    generate.add_argument("--min-frames", type=int, default=defaults.min_frames)
-    generate.add_argument("--max-frames", type=int, default=defaults.max_frames)
-    generate.add_argument("--seed", type=int, default=defaults.seed)
+    for flag, kind in (("subjects", int), ("clips-per-subject", int), ("min-frames", int), ("max-frames", int),
+                       ("seed", int)):
+        generate.add_argument(f"--{flag}", type=kind, default=None,
+                              help=f"default {getattr(defaults, flag.replace('-', '_'))}, or the built-in data "
+                                   "config's for a recording layout")
     generate.add_argument("--layout", choices=LAYOUTS, default="smic_hs", help="the dataset layout to write")
-    generate.add_argument("--recording-frames", type=int, default=0, help="smic_e: each video a recording of this "
-                                                                          "many frames with its micro-expression inside")
+    generate.add_argument("--recording-frames", type=int, default=None,
+                          help="each video a recording of this many frames with its micro-expression inside (smic_e; "
+                               f"{', '.join(RECORDING_LAYOUTS)} default to their built-in data config's)")
+    generate.add_argument("--macro-frames", type=int, default=None, help="recordings: an annotated macro-expression "
+                                                                         "of this many frames")
+    generate.add_argument("--head-turn-frames", type=int, default=None, help="recordings: an unannotated head turn "
+                                                                             "of this many frames")
+    generate.add_argument("--fps", type=float, default=None, help="the recordings' frame rate (sway and blink timing)")
     generate.add_argument("--still", action="store_true", help="no head sway, light drift or blinks, every clip alike: "
                                                                 "the expression is the only motion")
     generate.set_defaults(handler=_generate)

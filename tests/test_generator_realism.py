@@ -92,7 +92,12 @@ def test_sensor_noise_grows_with_the_signal():
         assert noisy.std() == pytest.approx(np.sqrt(2.0**2 + 0.05 * level), rel=0.03)
 
 
-@pytest.mark.parametrize(("data", "own"), [("builtin", ()), ("builtin_smic_e", ("clips_per_subject", "seed", "recording_frames"))])
+RECORDING = ("clips_per_subject", "seed", "recording_frames", "head_turn_frames")
+SPOTTING_CORPUS = (*RECORDING, "macro_frames", "fps", "min_frames", "max_frames")
+
+
+@pytest.mark.parametrize(("data", "own"), [("builtin", ()), ("builtin_smic_e", RECORDING),
+                                           *((f"builtin_{c}", SPOTTING_CORPUS) for c in ("casme_sq", "samm_lv", "casme3"))])
 def test_the_configured_built_in_data_is_what_mer_generate_writes(data, own):
     configured = GeneratorSettings(**compose_train([f"data={data}"]).data.generator)
     assert replace(configured, **{key: getattr(GeneratorSettings(), key) for key in own}) == GeneratorSettings()

@@ -9,11 +9,14 @@ from typing import Callable
 from omegaconf import DictConfig, OmegaConf
 
 from mer.datasets.casme2 import index_casme2
+from mer.datasets.casme3 import index_casme3
+from mer.datasets.casme_sq import index_casme_sq
 from mer.datasets.composite import index_composite
 from mer.synthetic.generator import COMPLETE_MARKER, GeneratorSettings
 from mer.synthetic.layout_writers import generate_layout
 from mer.datasets.records import ClipRecord
 from mer.datasets.samm import index_samm
+from mer.datasets.samm_lv import index_samm_lv
 from mer.datasets.smic_hs import index_smic_hs
 from mer.datasets.smic_e import index_smic_e
 from mer.errors import MerError
@@ -24,6 +27,9 @@ INDEXERS = {
     "casme2": index_casme2,
     "samm": index_samm,
     "composite": index_composite,
+    "casme_sq": index_casme_sq,
+    "samm_lv": index_samm_lv,
+    "casme3": index_casme3,
 }
 
 

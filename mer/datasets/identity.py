@@ -19,7 +19,9 @@ from mer.errors import MerError
 
 FACES_FILE = "mer-faces.json"
 # A record's `source` (a layout, or a composite part) -> its corpus family.
-CORPORA = {"smic_hs": "smic", "smic_e": "smic", "smic": "smic", "casme2": "casme2", "samm": "samm"}
+# SAMM Long Videos were filmed in the SAMM sessions: the same participants under the same numbers.
+CORPORA = {"smic_hs": "smic", "smic_e": "smic", "smic": "smic", "casme2": "casme2", "samm": "samm", "samm_lv": "samm",
+           "casme_sq": "casme_sq", "casme3": "casme3"}
 _NUMBER = re.compile(r"(\d+)$")
 
 

@@ -8,6 +8,9 @@ from pathlib import Path
 
 from mer.preprocess.frames import FrameSource
 
+# An annotated interval's type in long videos (the corpora's micro-expression / macro-expression).
+MICRO, MACRO = "micro", "macro"
+
 
 @dataclass(frozen=True)
 class ClipRecord:
@@ -19,7 +22,11 @@ class ClipRecord:
     onset: int | None = None  # indices from the clip's first frame, when annotated
     apex: int | None = None
     source: str = ""  # dataset name
-    offset: int | None = None  # the micro-expression's last frame, where a long video annotates it
+    offset: int | None = None  # the expression's last frame, where a long video annotates it
+    # Long videos: MICRO or MACRO as the corpus annotates the interval, and the corpus frame rate.
+    kind: str = ""
+    fps: float | None = None
+    recording: str = ""  # the long recording's name, unique in its corpus, where several intervals share it
 
     def open(self) -> FrameSource:
         return FrameSource(self.path, self.frames)

@@ -1,4 +1,4 @@
-"""Annotation workbooks (.xlsx) as rows of named cells, and the cell values they hold.
+"""Annotation workbooks (.xlsx, and .xls through xlrd) as rows of named cells, and the cell values they hold.
 
 The datasets' spreadsheets were typed by hand: headers may sit below a preamble (SAMM's
 is on row 14), columns differ in case and spacing between releases, and numbers come
@@ -36,25 +36,59 @@ def _key(text: object) -> str:
     return " ".join(str(text).split()).lower() if text is not None else ""
 
 
-def read_table(path: Path, required: Sequence[str]) -> Table:
-    """The first sheet of `path`, its header found as the row holding most `required` columns.
-
-    Raises MerError naming the file and the first required column that is missing."""
+def sheet_values(path: Path, sheet: str | Sequence[str] | None = None) -> list[tuple]:
+    """Every row of one sheet of an .xlsx or .xls workbook, as cell values: the sheet named
+    `sheet` (case and spacing ignored; given several names, the first present), else the
+    first. Raises MerError naming the file when it cannot be read or has no such sheet."""
     path = Path(path)
+    wanted = [_key(name) for name in ([sheet] if isinstance(sheet, str) else sheet or [])]
+    if path.suffix.lower() == ".xls":
+        import xlrd
+
+        try:
+            book = xlrd.open_workbook(str(path))
+        except (xlrd.XLRDError, OSError, ValueError) as error:
+            raise MerError(f"{path}: not a readable .xls workbook ({error}); "
+                           "point data.annotation at the dataset's annotation file") from error
+        names = book.sheet_names()
+        chosen = _sheet_named(path, names, wanted)
+        found = book.sheet_by_name(chosen)
+        return [tuple(None if cell.ctype == xlrd.XL_CELL_EMPTY else cell.value for cell in found.row(r))
+                for r in range(found.nrows)]
     try:
         workbook = load_workbook(path, read_only=True, data_only=True)
     except (InvalidFileException, zipfile.BadZipFile, OSError, KeyError) as error:
         raise MerError(f"{path}: not a readable .xlsx workbook ({error}); "
                        "point data.annotation at the dataset's annotation file") from error
     try:
-        sheet = workbook.worksheets[0]
-        values = [tuple(row) for row in sheet.iter_rows(values_only=True)]
+        found = workbook[_sheet_named(path, workbook.sheetnames, wanted)]
+        return [tuple(row) for row in found.iter_rows(values_only=True)]
     finally:
         workbook.close()
+
+
+def _sheet_named(path: Path, names: Sequence[str], wanted: Sequence[str]) -> str:
+    if not wanted:
+        return names[0]
+    by_key = {_key(name): name for name in names}
+    for key in wanted:
+        if key in by_key:
+            return by_key[key]
+    raise MerError(f"{path}: no sheet named {' or '.join(repr(k) for k in wanted)} (sheets: {list(names)}); "
+                   "point data.annotation at the dataset's annotation file")
+
+
+def read_table(path: Path, required: Sequence[str], sheet: str | Sequence[str] | None = None) -> Table:
+    """One sheet of `path` (see `sheet_values`), its header found as the row holding most
+    `required` columns.
+
+    Raises MerError naming the file and the first required column that is missing."""
+    path = Path(path)
+    values = sheet_values(path, sheet)
     wanted = {_key(name): name for name in required}
     scores = [(sum(_key(cell) in wanted for cell in row), -i) for i, row in enumerate(values[:HEADER_SEARCH_ROWS])]
     if not scores:
-        raise MerError(f"{path}: the first sheet is empty; expected a header with {list(required)}")
+        raise MerError(f"{path}: the sheet is empty; expected a header with {list(required)}")
     best = -max(scores)[1]
     header = values[best]
     found = {_key(cell) for cell in header}

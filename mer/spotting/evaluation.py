@@ -32,7 +32,7 @@ from mer.datasets.records import ClipRecord, natural_key
 from mer.errors import MerError
 from mer.evaluation import fetch_split, localise
 from mer.metrics import scores
-from mer.spotting.expression_types import TYPES
+from mer.spotting.expression_types import MICRO, TYPES
 from mer.spotting.megc import BaselineScores, SpotCounts, overall, random_baseline, typed_spotting
 from mer.spotting.strs import AnalysisScores, analysis_scores, strs as strs_score
 from mer.spotting.model import TrainedModel
@@ -48,11 +48,9 @@ class Recording:
     subject: str
     identity: str  # the person, across the datasets of one corpus family
     frames: tuple[Path, ...]
+    name: str  # unique in the tree: CAS(ME)^3's frame folders are all `color`
+    fps: float | None = None  # the corpus's, where its loader knows it
     truth: list[TruthInterval] = field(default_factory=list)
-
-    @property
-    def name(self) -> str:
-        return self.path.name
 
 
 def tree_identities(data: DictConfig, records: Sequence[ClipRecord]) -> dict[str, str]:
@@ -71,10 +69,12 @@ def recordings_in(data: DictConfig, progress: bool = False) -> list[Recording]:
     for record in records:
         if record.onset is None or record.offset is None:
             raise MerError(f"{record.path}: the annotation gives no onset..offset interval; spot-eval needs long "
-                           "videos annotated with them (data=smic_e or data=builtin_smic_e)")
-        recording = by_path.setdefault(record.path, Recording(record.path, record.subject, identities[record.subject],
-                                                              record.frames))
-        recording.truth.append(TruthInterval(record.onset, record.offset, record.label))
+                           "videos annotated with them (data=smic_e, casme_sq, samm_lv, casme3 or their builtin_*)")
+        recording = by_path.setdefault(record.path, Recording(
+            record.path, record.subject, identities[record.subject], record.frames, record.recording or record.path.name,
+            record.fps))
+        # SMIC-E annotates micro-expressions only, and says so by giving no type.
+        recording.truth.append(TruthInterval(record.onset, record.offset, record.label, record.kind or MICRO))
     return sorted(by_path.values(), key=lambda r: str(r.path))
 
 
@@ -285,7 +285,7 @@ def evaluate_recordings(pairs: Sequence[tuple[Recording, TrainedModel]], cfg: Di
     for recording, model in pairs:
         if id(model) not in predictors:
             predictors[id(model)] = predictor(cfg, model)
-        prediction = predictors[id(model)](recording.path, recording.frames, fps)
+        prediction = predictors[id(model)](recording.path, recording.frames, fps or recording.fps)
         results.append(score_video(recording, prediction))
     return results
 
@@ -298,12 +298,16 @@ def summarise(videos: list[VideoScore], classes: Sequence[str], draws: int, seed
     baseline = random_baseline([([((t.onset, t.offset), t.kind) for t in v.recording.truth], n)
                                 for v, n in zip(videos, lengths) if n], seed=seed, draws=draws)
     index = {name: k for k, name in enumerate(classes)}
-    hits = [pair for v in videos for pair in v.hits]
+    # A hit on an interval whose emotion is none of the classes (a macro-expression SAMM-LV
+    # names no emotion for) counts for spotting, not for recognition.
+    hits = [pair for v in videos for pair in v.hits if pair[0] in index]
     recognition = {k: v for k, v in scores([index[t] for t, _ in hits], [index[p] for _, p in hits]).items()
                    if k in ("acc", "uf1")}
     # MEGC 2023's analysis set: every emotion the annotations show
-    emotions = sorted({t.label for v in videos for t in v.recording.truth})
-    return SpotEvalResult(videos, typed, baseline, recognition, analysis_scores(hits, emotions), list(classes))
+    emotions = sorted({t.label for v in videos for t in v.recording.truth if t.label in index})
+    # No annotation names an emotion of the classes (SAMM-LV without its micro workbook): no analysis, no STRS.
+    analysis = analysis_scores(hits, emotions) if emotions else AnalysisScores(*[float("nan")] * 5, 0)
+    return SpotEvalResult(videos, typed, baseline, recognition, analysis, list(classes))
 
 
 def spot_eval(cfg: DictConfig, models: Sequence[TrainedModel], overrides: Sequence[str],

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mer.datasets.records import MACRO, MICRO
 from mer.errors import MerError
 
-MICRO, MACRO = "micro", "macro"
 TYPES = (MICRO, MACRO)
 
 

@@ -70,11 +70,16 @@ MOTIONS: dict[str, dict[int, tuple[float, float]]] = {
 # Per eye: outer and inner corner, upper-lid and lower-lid landmarks (iBUG 300-W).
 EYELIDS = (((36, 39), (37, 38), (41, 40)), ((42, 45), (43, 44), (47, 46)))
 # Head sway and illumination drift are sums of a few sinusoids with periods in this range,
-# in frames: 0.3-3 s at SMIC-HS's 100 fps, slow beside a micro-expression but not still.
+# in frames at 100 fps (0.3-3 s; other rates scale them): slow beside a micro-expression but not still.
 SWAY_PERIODS = (30.0, 300.0)
 SWAY_COMPONENTS = 3
 # A blink at 100 fps: the lid closes in ~60 ms, stays ~30 ms, reopens in ~120 ms.
 BLINK_PHASES = (6, 3, 12)
+# A head turn's peak: the head yaws this far (radians, ~26 degrees) and back; seen from the
+# front the face narrows by its cosine and slides sideways by its sine of half a face width.
+HEAD_TURN_YAW = 0.45
+# A macro-expression moves the face this many times as far as the recording's micro-expression.
+MACRO_STRENGTH = 2.5
 
 
 @dataclass(frozen=True)
@@ -92,12 +97,17 @@ class GeneratorSettings:
     timing_spread: float = 0.12  # std of the apex's place, as a fraction of the clip, across subjects (half of it per clip)
     head_motion: float = 0.8  # std of the head's sway, px (translation; roll as seen at the face's edge)
     illumination: float = 0.02  # std of the light's drift: relative gain, and its gradient across the face
-    blink_rate: float = 0.3  # blinks per 100 frames (1 s at SMIC-HS's 100 fps)
+    blink_rate: float = 0.3  # blinks per second
     seed: int = 0
+    fps: float = 100.0  # the rate the recordings' timing (sway, blinks) is drawn for: SMIC's 100
     # SMIC-E layout only. 0: each video is its clip with a few still frames around it.
     # N: each video is a recording of N frames, neutral but for its clip's micro-expression
     # at a drawn place inside: material for spotting.
     recording_frames: int = 0
+    # Recordings only: each also holds an annotated macro-expression of this many frames
+    # (another class, stronger) and an unannotated head turn of this many (0: none of either).
+    macro_frames: int = 0
+    head_turn_frames: int = 0
 
     def __post_init__(self):
         if not 1 <= self.subjects <= len(FACE_SOURCES):
@@ -109,6 +119,14 @@ class GeneratorSettings:
         if self.recording_frames and self.recording_frames < self.max_frames:
             raise MerError(f"data.generator.recording_frames={self.recording_frames} cannot hold a micro-expression of "
                            f"max_frames={self.max_frames}; set it to 0 (no recordings) or at least max_frames")
+        events = [n for n in (self.max_frames, self.macro_frames, self.head_turn_frames) if n]
+        least = sum(events) + (len(events) + 1) * self.max_frames
+        if len(events) > 1 and self.recording_frames < least:
+            raise MerError(f"data.generator.recording_frames={self.recording_frames} cannot hold a micro-expression, "
+                           f"a macro-expression of {self.macro_frames} and a head turn of {self.head_turn_frames} "
+                           f"frames with max_frames still frames around each; give at least {least}")
+        if self.fps <= 0:
+            raise MerError(f"data.generator.fps must be > 0 (got {self.fps})")
         negative = [f.name for f in fields(self) if f.type == "float" and getattr(self, f.name) < 0]
         if negative:
             raise MerError(f"data.generator.{', data.generator.'.join(negative)} must be >= 0")
@@ -170,7 +188,7 @@ def source_portrait(index: int) -> Portrait:
 
 
 # Raised whenever the generator renders other clips for the same settings.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 # Written last into every finished tree: a tree without it was cut short, or written by
 # another version of the generator (its name carries the version), and is never taken
 # for complete: results on it would not be comparable with results on this one's.
@@ -276,21 +294,23 @@ def blink_field(landmarks: np.ndarray) -> np.ndarray:
     return dy
 
 
-def sway(n_frames: int, rng: np.random.Generator, std: float) -> np.ndarray:
+def sway(n_frames: int, rng: np.random.Generator, std: float, pace: float = 1.0) -> np.ndarray:
     """A smooth stationary wander of standard deviation `std`: head motion and light drift
-    in a recording of any length, slow beside a micro-expression yet moving inside one."""
-    periods = np.exp(rng.uniform(*np.log(SWAY_PERIODS), SWAY_COMPONENTS))
+    in a recording of any length, slow beside a micro-expression yet moving inside one.
+    `pace`: frames per frame at 100 fps (2 at 200 fps)."""
+    periods = pace * np.exp(rng.uniform(*np.log(SWAY_PERIODS), SWAY_COMPONENTS))
     phases = rng.uniform(0, 2 * np.pi, SWAY_COMPONENTS)
     t = np.arange(n_frames)[:, None]
     return std * math.sqrt(2 / SWAY_COMPONENTS) * np.sin(2 * np.pi * t / periods + phases).sum(axis=1)
 
 
-def blinks(n_frames: int, rng: np.random.Generator, rate: float) -> np.ndarray:
-    """Eyelid closure per frame (0 open, 1 shut): blinks at `rate` per 100 frames, any of
-    them possibly cut by the clip's ends."""
+def blinks(n_frames: int, rng: np.random.Generator, rate: float, pace: float = 1.0) -> np.ndarray:
+    """Eyelid closure per frame (0 open, 1 shut): blinks at `rate` per second, any of them
+    possibly cut by the clip's ends. `pace` as for `sway`."""
     closure = np.zeros(n_frames)
-    close, hold, reopen = BLINK_PHASES
-    for start in rng.uniform(-sum(BLINK_PHASES), n_frames, rng.poisson(rate * (n_frames + sum(BLINK_PHASES)) / 100)):
+    close, hold, reopen = (pace * p for p in BLINK_PHASES)
+    span = close + hold + reopen
+    for start in rng.uniform(-span, n_frames, rng.poisson(rate * (n_frames + span) / (100 * pace))):
         pace, depth = rng.uniform(0.8, 1.4), rng.uniform(0.7, 1.0)
         t = (np.arange(n_frames) - start) / pace
         shape = np.select([t < 0, t < close, t < close + hold, t < close + hold + reopen],
@@ -312,11 +332,12 @@ class Nuisance:
 
     @classmethod
     def draw(cls, n_frames: int, rng: np.random.Generator, settings: GeneratorSettings, style: SubjectStyle) -> Nuisance:
-        head = settings.head_motion * style.sway
-        return cls(np.stack([sway(n_frames, rng, head), sway(n_frames, rng, head)], axis=1),
-                   sway(n_frames, rng, head / (settings.face_width / 2)),
-                   rng.uniform(0.9, 1.1) * (1 + sway(n_frames, rng, settings.illumination)),
-                   sway(n_frames, rng, settings.illumination), blinks(n_frames, rng, settings.blink_rate * style.blinking))
+        head, pace = settings.head_motion * style.sway, settings.fps / 100
+        return cls(np.stack([sway(n_frames, rng, head, pace), sway(n_frames, rng, head, pace)], axis=1),
+                   sway(n_frames, rng, head / (settings.face_width / 2), pace),
+                   rng.uniform(0.9, 1.1) * (1 + sway(n_frames, rng, settings.illumination, pace)),
+                   sway(n_frames, rng, settings.illumination, pace),
+                   blinks(n_frames, rng, settings.blink_rate * style.blinking, pace))
 
 
 def placement(portrait_: Portrait, rng: np.random.Generator, settings: GeneratorSettings) -> np.ndarray:
@@ -327,11 +348,11 @@ def placement(portrait_: Portrait, rng: np.random.Generator, settings: Generator
     return np.array([[scale, 0, cx - scale * (x0 + x1) / 2], [0, scale, cy - scale * (y0 + y1) / 2]])
 
 
-def head_pose(shift: np.ndarray, roll: float, pivot: np.ndarray) -> np.ndarray:
+def head_pose(shift: np.ndarray, roll: float, pivot: np.ndarray, yaw: float = 0.0) -> np.ndarray:
     """2x3 from a moved frame's pixels back to the still face's: the head rolled about
-    `pivot` and shifted."""
+    `pivot`, shifted, and turned by `yaw` (narrowed across by its cosine about `pivot`)."""
     c, s = math.cos(roll), math.sin(roll)
-    rotation = np.array([[c, s], [-s, c]])
+    rotation = np.diag([1 / math.cos(yaw), 1.0]) @ np.array([[c, s], [-s, c]])
     return np.hstack([rotation, (pivot - rotation @ (pivot + shift))[:, None]])
 
 
@@ -365,10 +386,21 @@ def source_maps(xs: np.ndarray, ys: np.ndarray, pose: np.ndarray, motion: tuple[
     return qx - cv2.remap(motion[0], qx, qy, cv2.INTER_LINEAR), qy - cv2.remap(motion[1], qx, qy, cv2.INTER_LINEAR)
 
 
+@dataclass(frozen=True)
+class Extras:
+    """A recording's movements besides its micro-expression, frame by frame."""
+
+    macro_label: str | None  # the class its macro-expression moves like
+    macro: np.ndarray  # (n,) the macro-expression's amplitude, 0 outside it
+    yaw: np.ndarray  # (n,) the head turn's, radians
+
+
 def render_frames(portrait_: Portrait, label: str, amplitudes: np.ndarray, rng: np.random.Generator,
-                  settings: GeneratorSettings, style: SubjectStyle = SubjectStyle()) -> list[np.ndarray]:
+                  settings: GeneratorSettings, style: SubjectStyle = SubjectStyle(), extras: Extras | None = None
+                  ) -> list[np.ndarray]:
     """One frame per amplitude (0 = neutral, 1 = apex), with the head, the light and the
-    eyelids moving throughout, and fresh sensor noise on each."""
+    eyelids moving throughout (and `extras`' macro-expression and head turn), and fresh
+    sensor noise on each."""
     place = placement(portrait_, rng, settings)
     neutral = cv2.warpAffine(portrait_.image, place, (FRAME_W, FRAME_H), flags=cv2.INTER_CUBIC,
                              borderMode=cv2.BORDER_REPLICATE)
@@ -377,6 +409,8 @@ def render_frames(portrait_: Portrait, label: str, amplitudes: np.ndarray, rng: 
     dx, dy = displacement_field(landmarks, label, strength, style)
     shut = blink_field(landmarks)
     nuisance = Nuisance.draw(len(amplitudes), rng, settings, style)
+    macro = (extras.macro, *displacement_field(landmarks, extras.macro_label, settings.intensity * style.expressiveness
+                                               * MACRO_STRENGTH, style)) if extras and extras.macro_label else None
     pivot = landmarks.mean(axis=0)
     across = ((np.arange(FRAME_W, dtype=np.float32) - pivot[0]) / settings.face_width)[None, :, None]
     ys, xs = np.mgrid[0:FRAME_H, 0:FRAME_W].astype(np.float32)
@@ -384,7 +418,12 @@ def render_frames(portrait_: Portrait, label: str, amplitudes: np.ndarray, rng: 
     for t, a in enumerate(amplitudes.tolist()):
         closure = float(nuisance.closure[t])
         motion = (a * dx, a * dy + closure * shut) if a or closure else None
-        pose = head_pose(nuisance.shift[t], nuisance.roll[t], pivot).astype(np.float32)
+        if macro is not None and macro[0][t]:
+            m = float(macro[0][t])
+            motion = (a * dx + m * macro[1], a * dy + m * macro[2] + closure * shut)
+        yaw = float(extras.yaw[t]) if extras is not None else 0.0
+        shift = nuisance.shift[t] + np.array([math.sin(yaw) * settings.face_width / 2, 0.0])
+        pose = head_pose(shift, nuisance.roll[t], pivot, yaw).astype(np.float32)
         frame = cv2.remap(neutral, *source_maps(xs, ys, pose, motion), cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REFLECT101).astype(np.float32)
         frame *= float(nuisance.gain[t]) * (1 + float(nuisance.gradient[t]) * across)
@@ -404,6 +443,8 @@ class RenderedClip:
     onset: int  # index of the micro-expression's first frame in `frames`
     apex: int  # index of its apex in `frames`
     length: int  # its frames (all of `frames` but in a recording)
+    macro: tuple[int, int, int, str] | None = None  # a recording's macro-expression: onset, apex, offset, class
+    turn: tuple[int, int] | None = None  # a recording's head turn: first and last frame (never annotated)
 
 
 def clip_plan(settings: GeneratorSettings) -> list[tuple[int, str]]:
@@ -435,10 +476,15 @@ def rendered_clips(settings: GeneratorSettings, faces: Sequence[int], progress: 
         n_frames = int(rng.integers(settings.min_frames, settings.max_frames + 1))
         first = 100_000 + 1_000 * number + int(rng.integers(0, 500)) if absolute_first else None
         apex = apex_index(n_frames, styles[subject], rng, settings)
-        onset, amplitudes = recording_amplitudes(envelope(n_frames, apex), rng, settings)
-        frames = render_frames(portraits[subject], label, amplitudes, rng, settings, styles[subject])
+        extras = macro = turn = None
+        if settings.macro_frames or settings.head_turn_frames:
+            onset, amplitudes, extras, macro, turn = recording_events(envelope(n_frames, apex), label, rng, settings,
+                                                                      styles[subject])
+        else:
+            onset, amplitudes = recording_amplitudes(envelope(n_frames, apex), rng, settings)
+        frames = render_frames(portraits[subject], label, amplitudes, rng, settings, styles[subject], extras)
         yield RenderedClip(number, subject, label, per_label[subject, label], per_subject[subject], frames, first,
-                           onset, onset + apex, n_frames)
+                           onset, onset + apex, n_frames, macro, turn)
 
 
 def recording_amplitudes(motion: np.ndarray, rng: np.random.Generator, settings: GeneratorSettings
@@ -454,3 +500,37 @@ def recording_amplitudes(motion: np.ndarray, rng: np.random.Generator, settings:
     amplitudes = np.zeros(settings.recording_frames)
     amplitudes[onset:onset + len(motion)] = motion
     return onset, amplitudes
+
+
+def recording_events(motion: np.ndarray, label: str, rng: np.random.Generator, settings: GeneratorSettings,
+                     style: SubjectStyle) -> tuple[int, np.ndarray, Extras, tuple | None, tuple | None]:
+    """A recording of `recording_frames` holding the micro-expression `motion`, a
+    macro-expression of another class and a head turn (as the settings ask), in a drawn
+    order, with at least `max_frames` still frames before, between and after them: (micro onset, its amplitudes, the extras, the macro's (onset, apex,
+    offset, class), the turn's (first, last))."""
+    n = settings.recording_frames
+    lengths = {"micro": len(motion), "macro": settings.macro_frames, "turn": settings.head_turn_frames}
+    events = [name for name, length in lengths.items() if length]
+    order = [events[i] for i in rng.permutation(len(events))]
+    free = n - sum(lengths[e] for e in events) - (len(events) + 1) * settings.max_frames
+    gaps = np.floor(rng.dirichlet(np.ones(len(events) + 1)) * free).astype(int)
+    onsets, at = {}, 0
+    for name, gap in zip(order, gaps):
+        onsets[name] = at + settings.max_frames + int(gap)
+        at = onsets[name] + lengths[name]
+    amplitudes, macro_amplitudes, yaw = np.zeros(n), np.zeros(n), np.zeros(n)
+    amplitudes[onsets["micro"]:onsets["micro"] + len(motion)] = motion
+    macro = turn = None
+    macro_label = None
+    if settings.macro_frames:
+        macro_label = str(rng.choice([c for c in CLASSES if c != label]))
+        apex = apex_index(settings.macro_frames, style, rng, settings)
+        start = onsets["macro"]
+        macro_amplitudes[start:start + settings.macro_frames] = envelope(settings.macro_frames, apex)
+        macro = (start, start + apex, start + settings.macro_frames - 1, macro_label)
+    if settings.head_turn_frames:
+        start, length = onsets["turn"], settings.head_turn_frames
+        side = float(rng.choice([-1.0, 1.0]))
+        yaw[start:start + length] = side * HEAD_TURN_YAW * 0.5 * (1 - np.cos(2 * np.pi * np.arange(length) / (length - 1)))
+        turn = (start, start + length - 1)
+    return onsets["micro"], amplitudes, Extras(macro_label, macro_amplitudes, yaw), macro, turn
