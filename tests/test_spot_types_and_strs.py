@@ -107,9 +107,9 @@ def test_the_rules_length_limits_are_seconds_at_the_recordings_rate():
     # stride (2 frames) each side: 9 windows starting at frame 200 -> frames 202..247 (46);
     # a lone window at frame 600 -> 602..607 (6)
     windows = windows_with_bursts({40: 9, 120: 1})
-    settings, classes = SpottingSettings(), ["negative", "positive", "surprise"]
-    at_200, _, _ = spot(windows, classes, settings, 5, 1005, fps=200.0)
-    at_30, _, _ = spot(windows, classes, settings, 5, 1005, fps=30.0)
+    settings, classes = SpottingSettings(max_length_s=1.0), ["negative", "positive", "surprise"]
+    at_200 = spot(windows, classes, settings, 5, 1005, fps=200.0).intervals
+    at_30 = spot(windows, classes, settings, 5, 1005, fps=30.0).intervals
     # 200 fps: 46 frames are 0.23 s (kept, micro), 6 frames 0.03 s (under min_length_s 0.05)
     assert [(i.onset, i.offset, i.kind) for i in at_200] == [(202, 247, MICRO)]
     # 30 fps: 46 frames are 1.53 s (over max_length_s 1.0), 6 frames 0.2 s (kept, micro)
@@ -118,5 +118,5 @@ def test_the_rules_length_limits_are_seconds_at_the_recordings_rate():
 
 
 def test_without_the_rate_scores_come_back_but_no_interval():
-    intervals, scores, threshold = spot(windows_with_bursts({40: 9}), ["a", "b", "c"], SpottingSettings(), 5, 1005)
+    intervals, scores, threshold, _, _ = spot(windows_with_bursts({40: 9}), ["a", "b", "c"], SpottingSettings(), 5, 1005)
     assert intervals == [] and len(scores) == 200 and threshold > 0

@@ -6,6 +6,7 @@ non-integer frame numbers, numbering across 999 -> 1000)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -232,3 +233,28 @@ def test_casme3_reads_an_xlsx_copy_and_names_a_missing_recording_by_row(tmp_path
     assert len(notes) == 1 and "row 3 (spNO.3/c)" in notes[0][0] and "no recording folder" in notes[0][1]
     with pytest.raises(MerError, match="holds no part_A/"):
         index_casme3(tmp_path / "part_A", CLASSES)
+
+
+def test_spot_eval_scores_micro_and_macro_of_a_casme_sq_tree_at_its_own_rate(trees, checkpoint, tmp_path, capsys):
+    """The corpus's rate comes from its loader (no fps given); the built-in model saw these
+    faces, so the run says so (--allow-seen-subjects)."""
+    from mlflow.tracking import MlflowClient
+
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+    assert main(["spot-eval", "--checkpoint", str(checkpoint), "--allow-seen-subjects", "data=builtin_casme_sq",
+                 f"data.root={trees['casme_sq']}", "data.fps=null", "progress=false", f"paths.root_dir={tmp_path}",
+                 f"logger.tracking_uri={store}", f"logger.artifact_location={tmp_path}/artifacts"]) == 0
+    out = capsys.readouterr().out
+    client = MlflowClient(store)
+    (run,) = client.search_runs([client.get_experiment_by_name("mer-spotting").experiment_id])
+    metrics = run.data.metrics
+    code = list(openpyxl.load_workbook(trees["casme_sq"] / "CAS(ME)^2code_final.xlsx")["CASFEcode_final"]
+                .iter_rows(values_only=True))
+    for kind in (MICRO, MACRO):
+        assert metrics[f"spot/{kind}/tp"] + metrics[f"spot/{kind}/fn"] == sum(r[7] == f"{kind}-expression" for r in code)
+    assert metrics["videos"] == 4 and run.info.status == "FINISHED"
+    predictions = {a.path for a in client.list_artifacts(run.info.run_id, "predictions")}
+    document = json.loads(Path(client.download_artifacts(run.info.run_id, sorted(predictions)[0], str(tmp_path)))
+                          .read_text())
+    assert document["fps"] == 30 and {t["type"] for t in document["truth"]} == {MICRO, MACRO}
+    assert "overall" in out and "STRS" in out

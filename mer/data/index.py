@@ -14,6 +14,7 @@ from mer.datasets.casme_sq import index_casme_sq
 from mer.datasets.composite import index_composite
 from mer.synthetic.generator import COMPLETE_MARKER, GeneratorSettings
 from mer.synthetic.layout_writers import generate_layout
+from mer.data.spot_windows import WindowSampling, spotting_windows
 from mer.datasets.records import ClipRecord
 from mer.datasets.samm import index_samm
 from mer.datasets.samm_lv import index_samm_lv
@@ -60,4 +61,9 @@ def index_dataset(data: DictConfig, progress: bool = True) -> tuple[list[ClipRec
             raise MerError(f"{root} holds an incomplete built-in data tree (no {COMPLETE_MARKER}: a run cut short, "
                            "or an older mer wrote it); delete it, or set data.root elsewhere, so it is written again")
     indexer = INDEXERS[data.layout]
-    return indexer(root, tuple(data.classes), **indexer_options(indexer, data))
+    records, notes = indexer(root, tuple(data.classes), **indexer_options(indexer, data))
+    windows = data.get("windows")
+    if windows is not None:
+        # A spotter trains on windows of the recordings, not on their annotated intervals.
+        records = spotting_windows(records, tuple(data.classes), WindowSampling(**windows))
+    return records, notes

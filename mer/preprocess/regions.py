@@ -17,7 +17,7 @@ import numpy as np
 
 from mer.errors import MerError
 from mer.preprocess.align import transform_points
-from mer.preprocess.faces import LEFT_BROW, LEFT_EYE, MOUTH, RIGHT_BROW, RIGHT_EYE
+from mer.preprocess.faces import LEFT_BROW, LEFT_EYE, LEFT_EYE_OUTER, MOUTH, RIGHT_BROW, RIGHT_EYE, RIGHT_EYE_OUTER
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,13 @@ def source_box(points: np.ndarray, margin: float, aspect: float) -> tuple[float,
     return cx - w / 2, cy - h / 2, w, h
 
 
+def head_shift(before: np.ndarray, after: np.ndarray) -> float:
+    """How far the head moved between two frames' outer eye corners: their mean displacement
+    in inter-ocular distances. A turn, a nod or a lean moves them; an expression hardly does."""
+    distance = float(np.linalg.norm(before[1] - before[0]))
+    return float(np.linalg.norm(after - before, axis=1).mean()) / max(distance, 1.0)
+
+
 @dataclass(frozen=True)
 class ClipGeometry:
     """Everything needed to turn any frame of a clip into the network's input image."""
@@ -63,6 +70,7 @@ class ClipGeometry:
     size: int
     tiles: tuple[tuple[np.ndarray, tuple[int, int, int, int]], ...]  # (2x3 matrix, x, y, w, h)
     mask: np.ndarray | None  # (size, size) uint8 of 0/1, zero over the eyes
+    eyes: np.ndarray | None = None  # (2, 2) the outer eye corners in the frame: where the head is
 
     def apply(self, gray: np.ndarray) -> np.ndarray:
         out = np.empty((self.size, self.size), dtype=np.uint8)
@@ -100,7 +108,7 @@ def clip_geometry(
         tiles.append((matrix, (x, y, w, h)))
         if mask is not None:
             _mask_eyes(mask, matrix, landmarks, tile, (x, y), mask_scale)
-    return ClipGeometry(size, tuple(tiles), mask)
+    return ClipGeometry(size, tuple(tiles), mask, landmarks[[RIGHT_EYE_OUTER, LEFT_EYE_OUTER]].astype(np.float64))
 
 
 def _mask_eyes(mask, matrix, landmarks, tile: Tile, offset, mask_scale: float) -> None:

@@ -1,9 +1,12 @@
 """The spotting rule: from window scores to micro-expression intervals, each with a class.
 
-The classes (negative, positive, surprise) have no neutral one, so the model cannot say
-"nothing here". The score is the face's own motion instead: each window's mean absolute
-change from its first frame, on the preprocessed (aligned, eye-masked) regions the model
-sees. Then:
+The recognition classes (negative, positive, surprise) have no neutral one, so such a
+model cannot say "nothing here". The score is then the face's own motion: each window's
+mean absolute change from its first frame, on the preprocessed (aligned, eye-masked)
+regions the model sees. A spotter (a checkpoint whose classes start with `none`, trained
+by `experiment=spotter`) says it: its score is 1 - P(none), cut at `model_threshold`
+instead of step 2's median and spread (`method`: auto picks the spotter's score when the
+classes have `none`; rule and model force one). Then:
 
 1. smooth the scores with a centred moving average of `smooth` windows;
 2. a window is active when its score exceeds the recording's median by `threshold`
@@ -13,9 +16,17 @@ sees. Then:
    one's, widened by half a stride each side (the scores are a stride apart);
 4. intervals closer than `merge_gap_s` seconds (the frames between them at the recording's
    rate) merge; shorter than `min_length_s` or longer than `max_length_s` (its frames over
-   the rate; longer: a head turn, not an expression), they are dropped. Limits are in
-   seconds, never frame counts, so one setting means the same at 30 and 200 fps; without
-   the rate no interval is cut;
+   the rate), they are rejected. Limits are in seconds, never frame counts, so one setting
+   means the same at 30 and 200 fps; without the rate no interval is cut;
+   Head movements are told apart by the raw face position, not the aligned regions (which
+   move in a turn more than in any expression, each window keeping its first frame's
+   geometry): a window is *head-moving* where the outer eye corners of the windows
+   `head_span_s` / 2 before and after it lie more than `max_head_shift` inter-ocular
+   distances apart (an expression hardly moves them). Head-moving windows are left out of
+   the median and spread of step 2 (with the windows `head_span_s` / 2 around them), so a
+   long turn does not raise the threshold over the
+   recording's expressions, and an interval holding one is rejected as a head movement:
+   the motion that leads into and out of a turn is the turn;
 5. an interval's class is that of its window centred nearest the interval's middle: the
    apex guess, and the window a training clip gives the network (`depth` frames centred
    on the apex);
@@ -29,15 +40,18 @@ reports on."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
+from mer.data.spot_windows import NONE
 from mer.errors import MerError
 from mer.spotting.expression_types import ExpressionTypes
+from mer.preprocess.regions import head_shift
 from mer.spotting.windows import Window
 
 
+METHODS = ("auto", "rule", "model")
 SLACK = 1e-9  # seconds: 5 frames at 100 fps are 0.05 s, not 0.05000000000000001
 
 
@@ -48,16 +62,34 @@ class SpottingSettings:
     min_spread: float = 0.05
     merge_gap_s: float = 0.05
     min_length_s: float = 0.05
-    max_length_s: float = 1.0
+    max_length_s: float = 4.0
     micro_max_s: float = 0.5
+    max_head_shift: float = 0.08
+    head_span_s: float = 0.2
+    method: str = "auto"
+    model_threshold: float = 0.5
 
     def __post_init__(self):
+        if self.method not in METHODS:
+            raise MerError(f"spotting.method={self.method!r} is unknown; choose one of {list(METHODS)}")
+        if not 0 < self.model_threshold < 1:
+            raise MerError(f"spotting.model_threshold must be in (0, 1) (got {self.model_threshold})")
         if self.smooth < 1 or self.merge_gap_s < 0 or not 0 < self.min_length_s <= self.max_length_s:
             raise MerError("spotting needs smooth >= 1, merge_gap_s >= 0 and 0 < min_length_s <= max_length_s")
+        if not (self.max_head_shift > 0 and self.head_span_s > 0):
+            raise MerError("spotting.max_head_shift (inter-ocular distances) and spotting.head_span_s (seconds) must "
+                           f"be > 0 (got {self.max_head_shift}, {self.head_span_s})")
         self.types()
 
     def types(self) -> ExpressionTypes:
         return ExpressionTypes(self.micro_max_s)
+
+    def uses_model(self, classes: Sequence[str]) -> bool:
+        """Whether the scores are the model's (1 - P(none)) rather than the motion rule's."""
+        if self.method == "model" and NONE not in classes:
+            raise MerError(f"spotting.method=model needs a spotter, a checkpoint with a {NONE!r} class (this one has "
+                           f"{list(classes)}); train one with experiment=spotter, or use spotting.method=rule")
+        return self.method == "model" or (self.method == "auto" and NONE in classes)
 
 
 @dataclass(frozen=True)
@@ -70,10 +102,33 @@ class SpottedInterval:
     kind: str  # MICRO or MACRO by its length in seconds
 
 
-def smoothed_scores(windows: Sequence[Window], smooth: int) -> np.ndarray:
+@dataclass(frozen=True)
+class RejectedInterval:
+    onset: int
+    offset: int
+    reason: str  # "too short", "too long" or "head movement", with the figure
+
+
+class Spotted(NamedTuple):
+    intervals: list[SpottedInterval]
+    scores: np.ndarray  # smoothed, per window
+    threshold: float
+    rejected: list[RejectedInterval]
+    head: np.ndarray  # per window: the eye corners' shift over head_span_s, inter-ocular distances (NaN: unknown)
+
+
+def window_scores(windows: Sequence[Window], classes: Sequence[str], settings: SpottingSettings) -> np.ndarray:
+    """Per window: the motion rule's score, or a spotter's 1 - P(none); NaN where no face was found."""
+    if settings.uses_model(classes):
+        none = list(classes).index(NONE)
+        return np.array([1 - w.probabilities[none] if w.face and w.probabilities is not None else np.nan
+                         for w in windows], dtype=np.float64)
+    return np.array([w.motion if w.face else np.nan for w in windows], dtype=np.float64)
+
+
+def smoothed_scores(raw: np.ndarray, smooth: int) -> np.ndarray:
     """Window scores averaged over `smooth` neighbours; NaN where no face was found, and the
     average skips NaNs so a lost face does not drag its neighbours down."""
-    raw = np.array([w.motion if w.face else np.nan for w in windows], dtype=np.float64)
     if len(raw) == 0 or smooth == 1:
         return raw
     valid = ~np.isnan(raw)
@@ -82,6 +137,23 @@ def smoothed_scores(windows: Sequence[Window], smooth: int) -> np.ndarray:
     counts = np.convolve(valid.astype(float), kernel, mode="same")
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(valid, sums / counts, np.nan)
+
+
+def head_reach(settings: SpottingSettings, stride: int, fps: float) -> int:
+    """Windows from one to the next `head_span_s` / 2 away."""
+    return max(1, round(settings.head_span_s * fps / stride / 2))
+
+
+def head_shifts(windows: Sequence[Window], settings: SpottingSettings, stride: int, fps: float) -> np.ndarray:
+    """Per window, `head_shift` between the windows `head_span_s` / 2 before and after it
+    (clamped at the recording's ends); NaN where either has no face."""
+    reach = head_reach(settings, stride, fps)
+    shifts = np.full(len(windows), np.nan)
+    for i in range(len(windows)):
+        before, after = windows[max(0, i - reach)].eyes, windows[min(len(windows) - 1, i + reach)].eyes
+        if before is not None and after is not None:
+            shifts[i] = head_shift(before, after)
+    return shifts
 
 
 def threshold_of(scores: np.ndarray, settings: SpottingSettings) -> float:
@@ -94,14 +166,21 @@ def threshold_of(scores: np.ndarray, settings: SpottingSettings) -> float:
 
 
 def spot(windows: Sequence[Window], classes: Sequence[str], settings: SpottingSettings, stride: int,
-         n_frames: int, fps: float | None = None) -> tuple[list[SpottedInterval], np.ndarray, float]:
-    """Intervals, each typed micro or macro, the smoothed scores and the threshold they were
-    cut at. Without `fps` the scores and threshold come back but no interval: its limits
-    are in seconds."""
-    scores = smoothed_scores(windows, settings.smooth)
-    limit = threshold_of(scores, settings)
+         n_frames: int, fps: float | None = None) -> Spotted:
+    """Intervals, each typed micro or macro, the smoothed scores, the threshold they were
+    cut at, and the candidates rejected. Without `fps` the scores and threshold come back
+    but no interval: its limits are in seconds."""
+    scores = smoothed_scores(window_scores(windows, classes, settings), settings.smooth)
+    model = settings.uses_model(classes)
     if not fps:
-        return [], scores, limit
+        limit = settings.model_threshold if model else threshold_of(scores, settings)
+        return Spotted([], scores, limit, [], np.full(len(windows), np.nan))
+    head = head_shifts(windows, settings, stride, fps)
+    moving = np.nan_to_num(head, nan=0.0) > settings.max_head_shift
+    # The motion leading into and out of a movement (head_span_s around it) sets no threshold either.
+    reach = head_reach(settings, stride, fps)
+    near = np.array([moving[max(0, i - reach):i + reach + 1].any() for i in range(len(moving))], dtype=bool)
+    limit = settings.model_threshold if model else threshold_of(np.where(near, np.nan, scores), settings)
     active = np.nan_to_num(scores, nan=-np.inf) > limit
     runs: list[list[int]] = []
     for i in np.flatnonzero(active):
@@ -118,12 +197,24 @@ def spot(windows: Sequence[Window], classes: Sequence[str], settings: SpottingSe
             merged[-1][1], merged[-1][2] = span[1], merged[-1][2] + span[2]
         else:
             merged.append(span)
-    intervals = []
+    intervals, rejected = [], []
     for onset, offset, members in merged:
-        if not settings.min_length_s - SLACK <= (offset - onset + 1) / fps <= settings.max_length_s + SLACK:
+        seconds = (offset - onset + 1) / fps
+        if seconds < settings.min_length_s - SLACK:
+            rejected.append(RejectedInterval(onset, offset, f"too short ({seconds:.3f} s < min_length_s)"))
+            continue
+        if seconds > settings.max_length_s + SLACK:
+            rejected.append(RejectedInterval(onset, offset, f"too long ({seconds:.3f} s > max_length_s)"))
+            continue
+        if moving[members].any():
+            rejected.append(RejectedInterval(onset, offset, f"head movement (the eye corners moved up to "
+                                                            f"{np.nanmax(head[members]):.2f} inter-ocular distances "
+                                                            "in head_span_s > max_head_shift)"))
             continue
         middle = (onset + offset) / 2
         chosen = windows[min(members, key=lambda i: abs(windows[i].centre - middle))].probabilities
-        intervals.append(SpottedInterval(onset, offset, classes[int(np.argmax(chosen))], tuple(float(p) for p in chosen),
+        # A spotter's interval is labelled with its likeliest emotion, never `none`.
+        label = int(np.argmax(np.where(np.array(classes) == NONE, -np.inf, chosen)))
+        intervals.append(SpottedInterval(onset, offset, classes[label], tuple(float(p) for p in chosen),
                                          float(np.max(scores[members])), settings.types().of(onset, offset, fps)))
-    return intervals, scores, limit
+    return Spotted(intervals, scores, limit, rejected, head)

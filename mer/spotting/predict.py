@@ -20,7 +20,7 @@ from mer.preprocess.faces import FaceBackend
 from mer.preprocess.frames import FrameStream
 from mer.preprocess.read_ahead import read_ahead
 from mer.spotting.expression_types import MICRO
-from mer.spotting.intervals import SpottedInterval, SpottingSettings, spot
+from mer.spotting.intervals import RejectedInterval, SpottedInterval, SpottingSettings, spot
 from mer.spotting.model import TrainedModel
 from mer.spotting.windows import Window, WindowSettings, stream_windows
 
@@ -45,7 +45,9 @@ class Prediction:
     stride: int
     windows: list[Window] = field(default_factory=list)
     intervals: list[SpottedInterval] = field(default_factory=list)
+    rejected: list[RejectedInterval] = field(default_factory=list)  # candidates the rule turned down, and why
     scores: np.ndarray = field(default_factory=lambda: np.empty(0))
+    head: np.ndarray = field(default_factory=lambda: np.empty(0))  # per window, see `intervals.head_shifts`
     threshold: float = float("nan")
     no_face: list[tuple[int, int]] = field(default_factory=list)  # frame stretches no window found a face in
     message: str | None = None  # why the result is empty or cut short
@@ -98,7 +100,7 @@ def predict_recording(path: Path, model: TrainedModel, classify: Callable[[np.nd
     prediction.message = stream.problem
     if prediction.frames and prediction.frames < settings.depth:
         prediction.message = f"{path}: {prediction.frames} frames are fewer than the model's window of {settings.depth}"
-    prediction.intervals, prediction.scores, prediction.threshold = spot(
+    prediction.intervals, prediction.scores, prediction.threshold, prediction.rejected, prediction.head = spot(
         prediction.windows, model.classes, spotting, windows.stride, prediction.frames, prediction.fps)
     prediction.no_face = faceless_stretches(prediction.windows)
     if prediction.windows and not any(w.face for w in prediction.windows):
@@ -115,6 +117,7 @@ def window_rows(prediction: Prediction) -> list[dict]:
         row = {"window": number, "start_frame": window.start, "end_frame": window.end,
                "centre_time": round(prediction.seconds(window.centre), 6), "face": int(window.face),
                "motion": round(window.motion, 6) if window.face else None,
+               "head_shift": None if np.isnan(prediction.head[number]) else round(float(prediction.head[number]), 6),
                "score": None if np.isnan(prediction.scores[number]) else round(float(prediction.scores[number]), 6)}
         for k, name in enumerate(prediction.classes):
             row[f"p_{name}"] = None if window.probabilities is None else round(float(window.probabilities[k]), 6)
@@ -137,7 +140,11 @@ def prediction_document(prediction: Prediction, truth: Sequence[TruthInterval] =
         "time_unit": "s" if prediction.fps else "frame", "classes": prediction.classes,
         "window": {"depth": prediction.depth, "stride": prediction.stride}, "message": prediction.message,
         "threshold": None if np.isnan(prediction.threshold) else prediction.threshold,
-        "intervals": interval_rows(prediction), "truth": [{"onset": t.onset, "offset": t.offset, "label": t.label, "type": t.kind} for t in truth],
+        "intervals": interval_rows(prediction),
+        "rejected": [{"onset_frame": r.onset, "offset_frame": r.offset, "onset_time": round(prediction.seconds(r.onset), 6),
+                      "offset_time": round(prediction.seconds(r.offset + 1), 6), "reason": r.reason}
+                     for r in prediction.rejected],
+        "truth": [{"onset": t.onset, "offset": t.offset, "label": t.label, "type": t.kind} for t in truth],
         "no_face": [{"onset_frame": a, "offset_frame": b} for a, b in prediction.no_face],
         "windows": window_rows(prediction), "provenance": prediction.provenance,
     }
@@ -160,7 +167,7 @@ def write_prediction(prediction: Prediction, folder: Path, stem: str, truth: Seq
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     files = {"csv": folder / f"{stem}.windows.csv", "json": folder / f"{stem}.json", "png": folder / f"{stem}.timeline.png"}
-    columns = ["window", "start_frame", "end_frame", "centre_time", "face", "motion", "score",
+    columns = ["window", "start_frame", "end_frame", "centre_time", "face", "motion", "head_shift", "score",
                *[f"p_{name}" for name in prediction.classes], "predicted"]
     atomic_write_text(files["csv"], csv_text(window_rows(prediction), columns))
     atomic_write_text(files["json"], json.dumps(prediction_document(prediction, truth), indent=1) + "\n")

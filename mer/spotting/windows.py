@@ -58,6 +58,7 @@ class Window:
     face: bool
     motion: float = float("nan")  # mean absolute grey-level change from the window's first frame
     probabilities: np.ndarray | None = None
+    eyes: np.ndarray | None = None  # the outer eye corners of the face its geometry came from: where the head is
 
     @property
     def centre(self) -> float:
@@ -113,6 +114,7 @@ class WindowStream:
         except MerError:
             return window, None
         window.face, window.motion = True, motion(clip)
+        window.eyes = next(g.eyes for i in (reference, *indices) if (g := self.looks.get(i)) is not None)
         return window, clip
 
     def _flush(self) -> Iterator[Window]:

@@ -64,7 +64,10 @@ MAX_PARAMS_PER_BATCH = 100  # MLflow's limit for one log_batch call
 COMPARED_PARAMS = {"lr": "optim.lr", "dropout": "model.dropout", "epochs": "trainer.max_epochs",
                    "batch": "data.batch_size", "seed": "seed", "dataset": "data.name", "protocol": "protocol.name",
                    "preprocess": "preprocess.layout", "depth": "preprocess.depth", "impl": "model.impl",
-                   "init": "model.init", "model": "model._target_", "optimizer": "optim._target_"}
+                   "init": "model.init", "model": "model._target_", "optimizer": "optim._target_",
+                   # a spotter's windows (experiment=spotter); absent from other runs
+                   "windows.stride": "data.windows.stride", "windows.none_ratio": "data.windows.none_ratio",
+                   "windows.seed": "data.windows.seed"}
 SHORT_NAMES = {key: name for name, key in COMPARED_PARAMS.items()}
 # Every run's name shows the paper's three knobs, after the settings the command line set.
 NAMED_SETTINGS = ("optim.lr", "model.dropout", "trainer.max_epochs")

@@ -24,6 +24,13 @@ from mer.synthetic.layout_writers import LAYOUTS, generate_layout, generate_smic
 
 SMALL = GeneratorSettings(subjects=2, clips_per_subject=2, min_frames=10, max_frames=10)
 ONE_CLIP = GeneratorSettings(subjects=1, clips_per_subject=1, min_frames=10, max_frames=10)
+# The spotting corpora's layouts hold long recordings only.
+ONE_RECORDING = replace(ONE_CLIP, recording_frames=20)
+RECORDING_LAYOUTS = ("casme_sq", "samm_lv", "casme3")
+
+
+def smallest_settings(layout: str) -> GeneratorSettings:
+    return ONE_RECORDING if layout in RECORDING_LAYOUTS else ONE_CLIP
 
 
 @pytest.fixture(scope="module")
@@ -112,21 +119,22 @@ def test_unreadable_cache_entry_names_the_file_to_delete(small_tree, tmp_path, d
 
 
 FRAME_NAMES = {"smic_hs": r"image\d{6}\.bmp", "smic_e": r"image\d{6}\.jpg", "casme2": r"img\d+\.jpg",
-               "samm": r"\d{3}_\d{5}\.jpg", "composite": r"image\d{6}\.bmp"}
+               "samm": r"\d{3}_\d{5}\.jpg", "composite": r"image\d{6}\.bmp",
+               "casme_sq": r"img\d{3}\.jpg", "samm_lv": r"\d{3}_\d+_\d{4}\.jpg", "casme3": r"color/\d+\.jpg"}
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_full_disk_while_generating_names_the_frame_and_leaves_nothing(small_disk, layout):
     disk = small_disk("size=32k")
     with pytest.raises(MerError, match=rf"cannot write {re.escape(str(disk))}/.*/{FRAME_NAMES[layout]}") as raised:
-        generate_layout(layout, disk / "data", ONE_CLIP, progress=False)
+        generate_layout(layout, disk / "data", smallest_settings(layout), progress=False)
     assert "\n" not in str(raised.value)
     assert list(disk.iterdir()) == [], "no partial tree (staged or in place) is left for a later run to trust"
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_every_layout_marks_its_tree_complete(tmp_path, layout):
-    root = generate_layout(layout, tmp_path / "data", ONE_CLIP, progress=False)
+    root = generate_layout(layout, tmp_path / "data", smallest_settings(layout), progress=False)
     assert (root / COMPLETE_MARKER).is_file()
 
 
