@@ -110,6 +110,17 @@ def preprocess_frames(frames: Sequence[np.ndarray], reference: np.ndarray, setti
                        lambda i: geometry_for(images[i], backend, settings, timer), settings, timer)
 
 
+def clip_reference_geometry(indices: Sequence[int], reference: int,
+                            geometry: Callable[[int], ClipGeometry | None]) -> ClipGeometry | None:
+    """The face a clip's frames are warped by: the reference frame's, else the first selected
+    frame's that has one; None where none has."""
+    for candidate in (reference, *indices):
+        found = geometry(candidate)
+        if found is not None:
+            return found
+    return None
+
+
 def window_clip(indices: Sequence[int], reference: int, frame: Callable[[int], np.ndarray],
                 geometry: Callable[[int], ClipGeometry | None], settings: PreprocessSettings,
                 timer: StageTimer | None = None) -> np.ndarray:
@@ -122,11 +133,7 @@ def window_clip(indices: Sequence[int], reference: int, frame: Callable[[int], n
     order. Per-frame mode re-detects on each frame; where a frame has no face it reuses
     the last good geometry (`on_missing_face=reuse`) or fails the clip (`skip`)."""
     timer = timer or NullTimer()
-    found = None
-    for candidate in (reference, *indices):
-        found = geometry(candidate)
-        if found is not None:
-            break
+    found = clip_reference_geometry(indices, reference, geometry)
     if found is None:
         raise MerError("no face found in the reference frame nor in any selected frame")
     out = np.empty((len(indices), settings.size, settings.size), dtype=np.uint8)

@@ -117,9 +117,9 @@ class Spotted(NamedTuple):
     head: np.ndarray  # per window: the eye corners' shift over head_span_s, inter-ocular distances (NaN: unknown)
 
 
-def window_scores(windows: Sequence[Window], classes: Sequence[str], settings: SpottingSettings) -> np.ndarray:
-    """Per window: the motion rule's score, or a spotter's 1 - P(none); NaN where no face was found."""
-    if settings.uses_model(classes):
+def window_scores(windows: Sequence[Window], classes: Sequence[str], model: bool) -> np.ndarray:
+    """Per window: the motion rule's score, or (`model`) a spotter's 1 - P(none); NaN where no face was found."""
+    if model:
         none = list(classes).index(NONE)
         return np.array([1 - w.probabilities[none] if w.face and w.probabilities is not None else np.nan
                          for w in windows], dtype=np.float64)
@@ -170,17 +170,17 @@ def spot(windows: Sequence[Window], classes: Sequence[str], settings: SpottingSe
     """Intervals, each typed micro or macro, the smoothed scores, the threshold they were
     cut at, and the candidates rejected. Without `fps` the scores and threshold come back
     but no interval: its limits are in seconds."""
-    scores = smoothed_scores(window_scores(windows, classes, settings), settings.smooth)
     model = settings.uses_model(classes)
-    if not fps:
-        limit = settings.model_threshold if model else threshold_of(scores, settings)
-        return Spotted([], scores, limit, [], np.full(len(windows), np.nan))
-    head = head_shifts(windows, settings, stride, fps)
+    scores = smoothed_scores(window_scores(windows, classes, model), settings.smooth)
+    # Head movements are found over head_span_s seconds: without the rate, none is.
+    head = head_shifts(windows, settings, stride, fps) if fps else np.full(len(windows), np.nan)
     moving = np.nan_to_num(head, nan=0.0) > settings.max_head_shift
     # The motion leading into and out of a movement (head_span_s around it) sets no threshold either.
-    reach = head_reach(settings, stride, fps)
+    reach = head_reach(settings, stride, fps) if fps else 0
     near = np.array([moving[max(0, i - reach):i + reach + 1].any() for i in range(len(moving))], dtype=bool)
     limit = settings.model_threshold if model else threshold_of(np.where(near, np.nan, scores), settings)
+    if not fps:
+        return Spotted([], scores, limit, [], head)
     active = np.nan_to_num(scores, nan=-np.inf) > limit
     runs: list[list[int]] = []
     for i in np.flatnonzero(active):

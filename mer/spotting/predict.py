@@ -126,9 +126,14 @@ def window_rows(prediction: Prediction) -> list[dict]:
     return rows
 
 
+def span_row(prediction: Prediction, onset: int, offset: int) -> dict:
+    """Frames onset..offset (inclusive) and their time span."""
+    return {"onset_frame": onset, "offset_frame": offset, "onset_time": round(prediction.seconds(onset), 6),
+            "offset_time": round(prediction.seconds(offset + 1), 6)}
+
+
 def interval_rows(prediction: Prediction) -> list[dict]:
-    return [{"onset_frame": i.onset, "offset_frame": i.offset, "onset_time": round(prediction.seconds(i.onset), 6),
-             "offset_time": round(prediction.seconds(i.offset + 1), 6), "label": i.label, "type": i.kind,
+    return [{**span_row(prediction, i.onset, i.offset), "label": i.label, "type": i.kind,
              "peak_score": round(i.peak, 6),
              "probabilities": dict(zip(prediction.classes, (round(p, 6) for p in i.probabilities)))}
             for i in prediction.intervals]
@@ -141,9 +146,7 @@ def prediction_document(prediction: Prediction, truth: Sequence[TruthInterval] =
         "window": {"depth": prediction.depth, "stride": prediction.stride}, "message": prediction.message,
         "threshold": None if np.isnan(prediction.threshold) else prediction.threshold,
         "intervals": interval_rows(prediction),
-        "rejected": [{"onset_frame": r.onset, "offset_frame": r.offset, "onset_time": round(prediction.seconds(r.onset), 6),
-                      "offset_time": round(prediction.seconds(r.offset + 1), 6), "reason": r.reason}
-                     for r in prediction.rejected],
+        "rejected": [{**span_row(prediction, r.onset, r.offset), "reason": r.reason} for r in prediction.rejected],
         "truth": [{"onset": t.onset, "offset": t.offset, "label": t.label, "type": t.kind} for t in truth],
         "no_face": [{"onset_frame": a, "offset_frame": b} for a, b in prediction.no_face],
         "windows": window_rows(prediction), "provenance": prediction.provenance,

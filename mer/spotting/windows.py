@@ -22,7 +22,8 @@ import numpy as np
 
 from mer.errors import MerError
 from mer.preprocess.faces import FaceBackend
-from mer.preprocess.pipeline import PreprocessSettings, face_backend, geometry_for, geometry_of, window_clip
+from mer.preprocess.pipeline import (PreprocessSettings, clip_reference_geometry, face_backend, geometry_for, geometry_of,
+                                     window_clip)
 from mer.preprocess.regions import ClipGeometry
 from mer.preprocess.tracking import FaceTracker, TrackSettings
 
@@ -114,7 +115,8 @@ class WindowStream:
         except MerError:
             return window, None
         window.face, window.motion = True, motion(clip)
-        window.eyes = next(g.eyes for i in (reference, *indices) if (g := self.looks.get(i)) is not None)
+        # The looks window_clip took are cached, so this finds the face it warped by without detecting again.
+        window.eyes = clip_reference_geometry(indices, reference, self.looks.get).eyes
         return window, clip
 
     def _flush(self) -> Iterator[Window]:
