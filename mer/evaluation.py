@@ -57,7 +57,7 @@ def rebase(path: str, old_base: str, new_base: str) -> str:
 
 # Keys a checkpoint written before they existed lacks, with the value such runs had; the
 # datamodule section's interpolations resolve against the checkpoint's own config.
-KEYS_ADDED = {"data.input_scaling": "unit", "protocol.monitor_heldout": True,
+KEYS_ADDED = {"data.input_scaling": "unit", "data.input": "frames", "protocol.monitor_heldout": True,
               "datamodule": OmegaConf.load(CONFIG_DIR / "datamodule" / "default.yaml")}
 
 

@@ -13,12 +13,13 @@ from mer.data.augment import ClipAugmenter, seed_worker
 from mer.data.cache import ClipCache
 from mer.datasets.records import ClipRecord
 from mer.distributed import ShardSampler
-from mer.data.scaling import input_scaling, scaling_mode
+from mer.data.scaling import NetworkInput, input_mode, input_scaling, scaling_mode
 
 
 class ClipDataset(Dataset):
     """uint8 clips in memory; each item is a (1, depth, H, W) clip, still in the cache's 0-255
-    values, and its label. ClipDataModule turns whole batches into floats (`data.input_scaling`)."""
+    values, and its label. ClipDataModule turns whole batches into floats (`data.input_scaling`,
+    `data.input`)."""
 
     def __init__(self, clips: np.ndarray, labels: Sequence[int], augment: ClipAugmenter | None = None):
         self.clips = clips
@@ -43,7 +44,7 @@ class ClipDataModule(pl.LightningDataModule):
 
     def __init__(self, cache: ClipCache, records: Sequence[ClipRecord], classes: Sequence[str], fold: dict,
                  batch_size: int = 20, num_workers: int = 0, augment: ClipAugmenter | None = None,
-                 monitor_heldout: bool = True, scaling: str = "unit", seed: int = 0):
+                 monitor_heldout: bool = True, scaling: str = "unit", input: str = "frames", seed: int = 0):
         super().__init__()
         self.cache = cache
         self.by_id = {r.clip_id: r for r in records}
@@ -59,6 +60,7 @@ class ClipDataModule(pl.LightningDataModule):
         self.val_stages = (["val"] if fold["val"] else []) + (["heldout"] if monitor_heldout else [])
         self.datasets: dict[str, ClipDataset] = {}
         self.scaling = scaling_mode(scaling)
+        self.input = input_mode(input)
         # unit's numbers until `fit_scaling` sees the training clips.
         self.offset, self.scale = 0.0, 255.0
 
@@ -106,7 +108,11 @@ class ClipDataModule(pl.LightningDataModule):
         # One conversion per batch, on the device: bytes are a quarter of floats to collate
         # and to copy to a GPU.
         clips, labels = batch
-        return clips.float().sub_(self.offset).div_(self.scale), labels
+        return self.network_input(clips), labels
+
+    @property
+    def network_input(self) -> NetworkInput:
+        return NetworkInput(self.offset, self.scale, self.input)
 
     def fit_scaling(self, train_clips: np.ndarray) -> None:
         """Fix the input scaling from this fold's training clips; every part then uses it."""

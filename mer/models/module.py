@@ -18,6 +18,7 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from mer.distributed import interleave_shards
+from mer.errors import MerError
 
 # Under DDP Lightning suggests sync_dist for epoch figures; these are computed from
 # torchmetrics states that are already reduced over the processes.
@@ -36,6 +37,7 @@ class MicroExpressionModule(pl.LightningModule):
         class_names: Sequence[str] = ("negative", "positive", "surprise"),
         run_config: dict | None = None,
         val_stages: Sequence[str] = ("val",),
+        class_weights: str | None = None,
     ):
         super().__init__()
         # The resolved run config travels inside every checkpoint, so a checkpoint alone
@@ -48,7 +50,12 @@ class MicroExpressionModule(pl.LightningModule):
         # One stage per validation dataloader, in the datamodule's order.
         self.val_stages = list(val_stages)
         n = len(self.class_names)
-        self.loss = nn.CrossEntropyLoss()
+        if class_weights not in (None, "balanced"):
+            raise MerError(f"module.class_weights must be null or balanced, got {class_weights!r}")
+        self.class_weights = class_weights
+        # Set from the fold's training labels at fit start (balanced); a plain attribute, not
+        # a buffer, so checkpoints load the same whichever weighting trained them.
+        self.train_weights: torch.Tensor | None = None
         # Counts and sums only: torchmetrics keeps (and under DDP reduces) them; the figures
         # come from mer.metrics, the same definition the fold and pooled reports use.
         # Keyed `<stage>_` because nn.Module already has an attribute named `train`.
@@ -66,7 +73,8 @@ class MicroExpressionModule(pl.LightningModule):
     def _step(self, batch, stage: str):
         clips, labels = batch
         logits = self(clips)
-        loss = self.loss(logits, labels)
+        weight = self.train_weights.to(logits.device) if stage == "train" and self.train_weights is not None else None
+        loss = nn.functional.cross_entropy(logits, labels, weight=weight)
         # Updated per step, logged once per epoch (_log_epoch): self.log calls every step
         # cost a noticeable share of a fused training step on CPU.
         self.confusions[f"{stage}_"].update(logits.detach(), labels)
@@ -88,6 +96,10 @@ class MicroExpressionModule(pl.LightningModule):
             self.val_acc_best.update(values["val/acc"])
             values["val/acc_best"] = self.val_acc_best.compute()
         self.log_dict(values, add_dataloader_idx=False)
+
+    def on_fit_start(self):
+        if self.class_weights == "balanced":
+            self.train_weights = balanced_weights(self.trainer.datamodule.datasets["train"].labels, len(self.class_names))
 
     def training_step(self, batch, batch_idx):
         return self._step(batch, "train")[0]
@@ -135,3 +147,13 @@ class MicroExpressionModule(pl.LightningModule):
         if not self.scheduler_factory:  # scheduler=none composes to an empty node
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=optimizer), "interval": "epoch"}}
+
+
+def balanced_weights(labels: torch.Tensor, classes: int) -> torch.Tensor:
+    """scikit-learn's "balanced": n / (classes * count) per class present, 0 for an absent one,
+    so every class weighs the same in the training loss whatever its share of the clips."""
+    counts = torch.bincount(labels, minlength=classes).double()
+    present = counts > 0
+    weights = torch.zeros(classes, dtype=torch.double)
+    weights[present] = len(labels) / (int(present.sum()) * counts[present])
+    return weights.float()

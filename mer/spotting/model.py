@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from mer.data.scaling import NetworkInput
 from mer.errors import MerError
 from mer.files import file_sha256
 from mer.preprocess.pipeline import PreprocessSettings
@@ -34,6 +35,11 @@ class TrainedModel:
     run_id: str | None
     # The store given for the run; a checkpoint file's own run is looked up there first.
     tracking_uri: str
+    input: str = "frames"  # data.input the network was trained on
+
+    @property
+    def network_input(self) -> NetworkInput:
+        return NetworkInput(self.offset, self.scale, self.input)
 
     @property
     def preprocess_sha256(self) -> str:
@@ -46,7 +52,7 @@ class TrainedModel:
         return {"checkpoint": str(self.checkpoint), "checkpoint_sha256": self.checkpoint_sha256,
                 "run_id": self.run_id, "preprocess": self.settings.as_dict(),
                 "preprocess_sha256": self.preprocess_sha256, "input_offset": self.offset, "input_scale": self.scale,
-                "versions": package_versions()}
+                "input": self.input, "versions": package_versions()}
 
 
 def input_scaling_of(stored: dict, run_cfg: DictConfig, path: Path) -> tuple[float, float]:
@@ -87,7 +93,7 @@ def load_trained(checkpoint: Path | None = None, run_id: str | None = None,
         offset, scale = float(params["fold.input_offset"]), float(params["fold.input_scale"])
     return TrainedModel(module.net.eval(), run_cfg, list(run_cfg.data.classes), PreprocessSettings.from_config(run_cfg.preprocess),
                         offset, scale, checkpoint, file_sha256(checkpoint), run_id or stored.get("mer_run_id"),
-                        tracking_uri)
+                        tracking_uri, OmegaConf.select(run_cfg, "data.input", default="frames"))
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -101,12 +107,12 @@ class TorchClassifier:
     name = "torch"
 
     def __init__(self, model: TrainedModel):
-        self.net, self.offset, self.scale = model.net, model.offset, model.scale
+        self.net, self.network_input = model.net, model.network_input
 
     def __call__(self, clips: np.ndarray) -> np.ndarray:
         """(N, depth, size, size) uint8 -> (N, classes) float64."""
         with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(clips))[:, None].float().sub_(self.offset).div_(self.scale)
+            x = self.network_input(torch.from_numpy(np.ascontiguousarray(clips))[:, None])
             return softmax(self.net(x).double().numpy())
 
 
@@ -115,17 +121,17 @@ class OnnxClassifier:
 
     name = "onnx"
 
-    def __init__(self, path: Path, offset: float, scale: float, threads: int | None = None):
+    def __init__(self, path: Path, network_input: NetworkInput, threads: int | None = None):
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.offset, self.scale = offset, scale
+        self.network_input = network_input
 
     def __call__(self, clips: np.ndarray) -> np.ndarray:
-        x = (clips[:, None].astype(np.float32) - np.float32(self.offset)) / np.float32(self.scale)
+        x = self.network_input(torch.from_numpy(np.ascontiguousarray(clips))[:, None]).numpy()
         return softmax(self.session.run(["logits"], {"clips": x})[0].astype(np.float64))
 
 
@@ -148,12 +154,12 @@ def export_checked(model: TrainedModel, path: Path, check_batch: int = 8, seed: 
     export_onnx(model.net, path, settings.depth, settings.size)
     clips = np.random.default_rng(seed).integers(0, 256, (check_batch, settings.depth, settings.size, settings.size),
                                                  dtype=np.uint8)
-    difference = float(np.abs(OnnxClassifier(path, model.offset, model.scale)(clips)
+    difference = float(np.abs(OnnxClassifier(path, model.network_input)(clips)
                               - TorchClassifier(model)(clips)).max())
     stored = onnx.load(str(path))
     for key, value in {"mer.checkpoint_sha256": model.checkpoint_sha256, "mer.preprocess_sha256": model.preprocess_sha256,
                        "mer.preprocess": json.dumps(settings.as_dict(), sort_keys=True),
-                       "mer.input_offset": repr(model.offset), "mer.input_scale": repr(model.scale),
+                       "mer.input_offset": repr(model.offset), "mer.input_scale": repr(model.scale), "mer.input": model.input,
                        "mer.classes": json.dumps(model.classes),
                        "mer.max_abs_probability_difference": repr(difference)}.items():
         entry = stored.metadata_props.add()
@@ -185,6 +191,6 @@ def classifier_for(model: TrainedModel, backend: str, onnx_dir: Path) -> tuple[T
     import onnxruntime
 
     difference = float(onnx_metadata(path)["mer.max_abs_probability_difference"])
-    return (OnnxClassifier(path, model.offset, model.scale),
+    return (OnnxClassifier(path, model.network_input),
             {"backend": "onnx", "onnx_file": str(path), "onnxruntime": onnxruntime.__version__,
              "onnx_max_abs_probability_difference": difference})
