@@ -4,6 +4,8 @@ disk leaves the old file or none, never a truncated one under the final name."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -62,3 +64,10 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def json_digest(value, length: int | None = None) -> str:
+    """SHA-256 of `value` as sorted-key JSON (anything JSON cannot write, as its str), the
+    first `length` hex digits: one spelling for every config, cell, split and cache hash."""
+    text = json.dumps(value, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]

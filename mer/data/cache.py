@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from mer.datasets.records import ClipRecord
 from mer.errors import MerError
-from mer.files import atomic_write, atomic_write_text, remove_orphaned_temporaries
+from mer.files import atomic_write, atomic_write_text, remove_orphaned_temporaries, json_digest
 from mer.preprocess import pipeline
 from mer.preprocess.pipeline import PreprocessSettings, preprocess_clip
 
@@ -80,16 +80,12 @@ def clip_code() -> dict[str, str]:
 
 
 def code_digest(code: dict[str, str]) -> str:
-    return hashlib.sha256(json.dumps(code, sort_keys=True).encode()).hexdigest()[:16]
+    return json_digest(code, 16)
 
 
 def cache_key(settings: PreprocessSettings, data_root: Path, code: dict[str, str]) -> str:
-    blob = json.dumps(
-        {"format": FORMAT_VERSION, "settings": settings.as_dict(), "root": str(Path(data_root).resolve()),
-         "code": code_digest(code), **library_versions()},
-        sort_keys=True,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return json_digest({"format": FORMAT_VERSION, "settings": settings.as_dict(), "root": str(Path(data_root).resolve()),
+                        "code": code_digest(code), **library_versions()}, 16)
 
 
 @dataclass

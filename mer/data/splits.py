@@ -17,7 +17,7 @@ from sklearn.model_selection import KFold, LeaveOneGroupOut, StratifiedKFold
 
 from mer.datasets.records import ClipRecord, natural_key
 from mer.errors import MerError
-from mer.files import atomic_write_text
+from mer.files import atomic_write_text, json_digest
 
 PROTOCOLS = ("holdout", "loso", "kfold")
 # Bumped when the same settings would make other folds, so a split saved by older code is
@@ -67,7 +67,7 @@ class ProtocolSettings:
     def file_tag(self) -> str:
         fields = {k: v for k, v in asdict(self).items() if k not in ("fold", "selection", "monitor_heldout")}
         fields["scheme"] = SPLIT_SCHEME
-        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]
+        return json_digest(fields, 8)
 
 
 def data_fingerprint(records: Sequence[ClipRecord]) -> str:

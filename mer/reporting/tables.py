@@ -5,9 +5,7 @@ plots of the metric against the varied value and of training curves per cell."""
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
-import json
 import logging
 import statistics
 import tempfile
@@ -20,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
+from mer.files import json_digest
 from mer.errors import MerError  # noqa: E402
 from mer.reporting.paper import PAPER_TABLE6, PAPER_TABLES  # noqa: E402
 from mer.tracking.runs import (COMPLETE_FILTER, FIXED_SETTINGS_TAG, SWEEP_VARIED_TAG, TEST_CLIPS_TAG,  # noqa: E402
@@ -82,7 +81,7 @@ def fixed_settings(run, keys: list[str]) -> str:
     if tag:
         return tag
     params = {k: v for k, v in run.data.params.items() if is_setting(k, not_fixed(keys))}
-    return "params:" + hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+    return "params:" + json_digest(params, 16)
 
 
 def comparable_runs(runs: list, keys: list[str]) -> tuple[list, list[str]]:

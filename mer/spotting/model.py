@@ -4,7 +4,6 @@ uint8 windows into class probabilities through PyTorch or onnxruntime."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mer.data.scaling import NetworkInput
 from mer.errors import MerError
-from mer.files import file_sha256
+from mer.files import file_sha256, json_digest
 from mer.preprocess.pipeline import PreprocessSettings
 
 BACKENDS = ("torch", "onnx")
@@ -43,7 +42,7 @@ class TrainedModel:
 
     @property
     def preprocess_sha256(self) -> str:
-        return hashlib.sha256(json.dumps(self.settings.as_dict(), sort_keys=True).encode()).hexdigest()
+        return json_digest(self.settings.as_dict())
 
     def provenance(self) -> dict:
         """What a prediction needs to be traced back: the exact weights, preprocessing and code."""

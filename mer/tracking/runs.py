@@ -4,8 +4,6 @@ ended: FINISHED only when complete, KILLED when a signal stopped it, FAILED othe
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import platform
 import subprocess
@@ -23,6 +21,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME, MLFLOW_RUN_NOTE
 from omegaconf import DictConfig, OmegaConf
 
+from mer.files import json_digest
 from mer.distributed import is_global_rank_zero
 from mer.errors import MerError
 from mer.interrupts import Interrupted
@@ -149,8 +148,7 @@ def config_hash(cfg: DictConfig, leave_out: Sequence[str] = ()) -> str:
             return str(Path(value).resolve().relative_to(root[:-1]))
         return value
 
-    blob = json.dumps(settings(OmegaConf.to_container(cfg, resolve=True)), sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return json_digest(settings(OmegaConf.to_container(cfg, resolve=True)), 16)
 
 
 def same_config_runs(cfg: DictConfig, key: str, sweep: str | None, condition: str) -> list:
