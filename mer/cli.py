@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 from mer.synthetic.generator import STILL, GeneratorSettings
@@ -84,11 +85,28 @@ def _tables(args: argparse.Namespace) -> None:
 
     client = MlflowClient(args.tracking_uri)
     parent = latest_parent(client, args.experiment, args.sweep)
-    files = build_sweep_report(client, args.experiment, args.sweep, Path(args.out), parent)
+    files = build_sweep_report(client, args.experiment, args.sweep, Path(args.out), parent, ("markdown", args.format))
     for path in files.values():
         print(f"wrote {path}")
     if parent:
         print(f"logged to the sweep's parent run {parent} (tables/)")
+
+
+def _register(args: argparse.Namespace) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from mer.reporting.tables import picked_run
+    from mer.spotting.logged_model import register
+
+    client = MlflowClient(args.tracking_uri)
+    tags = {"mer.picked_by": "run-id"}
+    run_id = args.run_id
+    if args.sweep:
+        run_id = picked_run(client, args.experiment, args.sweep, args.cell, args.allow_heldout_pick).info.run_id
+        tags = {"mer.picked_by": args.cell, "mer.sweep_name": args.sweep}
+    version = register(args.tracking_uri, run_id, args.name, args.alias, tags)
+    print(f"registered run {run_id}'s model as {args.name} version {version} (picked by {tags['mer.picked_by']}); "
+          f"load it as models:/{args.name}@{args.alias}")
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -111,8 +129,13 @@ def _model_overrides(args: argparse.Namespace) -> list[str]:
 def _trained_model(args: argparse.Namespace, cfg, run_id: str | None = None):
     from mer.spotting.model import load_trained
 
-    return load_trained(Path(args.checkpoint) if args.checkpoint else None, run_id or args.run_id,
-                        args.tracking_uri or cfg.logger.tracking_uri)
+    tracking_uri = args.tracking_uri or cfg.logger.tracking_uri
+    if getattr(args, "model", None):
+        from mer.spotting.logged_model import checkpoint_from_model_uri
+
+        checkpoint, _ = checkpoint_from_model_uri(args.model, tracking_uri, Path(tempfile.mkdtemp(prefix="mer-model-")))
+        return load_trained(checkpoint, tracking_uri=tracking_uri)
+    return load_trained(Path(args.checkpoint) if args.checkpoint else None, run_id or args.run_id, tracking_uri)
 
 
 def _truth(text: str):
@@ -185,14 +208,19 @@ def _ui(args: argparse.Namespace) -> None:
     import os
     from urllib.parse import urlencode
 
+    from mlflow.tracking import MlflowClient
+
+    from mer.tracking.saved_view import SHARE_KEY, save_comparison_view
     from mer.tracking.store import ensure_store
 
     experiment_id = ensure_store(args.tracking_uri, args.experiment, args.artifact_location)
-    base = f"http://127.0.0.1:{args.port}/#/experiments/{experiment_id}/runs"
+    base = f"http://127.0.0.1:{args.port}/#/experiments/{experiment_id}"
     view = {"workflowType": "machine_learning"}
-    print(f"runs table: {base}?{urlencode(view)}")
-    sweep_filter = {**view, "searchFilter": "tags.`mer.sweep_name` = 'table3_lr'"}
-    print(f"one sweep:  {base}?{urlencode(sweep_filter)}")
+    saved = save_comparison_view(MlflowClient(args.tracking_uri), experiment_id)
+    print(f"runs table: {base}/runs?{urlencode({**view, SHARE_KEY: saved} if saved else view)}")
+    if not saved:
+        print("(the store refused the saved comparison view, an experiment tag: the table opens with MLflow's defaults)")
+    print(f"models:     {base}/models?{urlencode(view)}")
     command = ["mlflow", "ui", "--backend-store-uri", args.tracking_uri, "--host", "127.0.0.1", "--port", str(args.port)]
     if args.dry_run:
         print(" ".join(command))
@@ -256,8 +284,24 @@ def main(argv: list[str] | None = None) -> int:
     tables = commands.add_parser("tables", help="rebuild a sweep's tables and plots from the MLflow store")
     tables.add_argument("--sweep", required=True, help="sweep name, e.g. table3_lr")
     tables.add_argument("--out", default="outputs/tables", help="folder for the Markdown, CSV and PNG files")
+    tables.add_argument("--format", choices=("markdown", "latex"), default="markdown",
+                        help="latex: each table as a booktabs .tex file too, for a paper")
     store_arguments(tables)
     tables.set_defaults(handler=_tables)
+    registry = commands.add_parser("register", help="register a training run's MLflow model in the Model Registry "
+                                                    "and point an alias at it")
+    which = registry.add_mutually_exclusive_group(required=True)
+    which.add_argument("--run-id", help="a training run (one fold's, for a multi-fold protocol)")
+    which.add_argument("--sweep", help="a sweep: the model of the cell --cell picks (its seed with the best inner-val figure)")
+    registry.add_argument("--cell", default="best-by-inner-val",
+                          help="how a sweep's cell is picked: best-by-inner-val, or best-by-test-acc, which picks on "
+                               "held-out clips and needs --allow-heldout-pick")
+    registry.add_argument("--allow-heldout-pick", action="store_true",
+                          help="opt in to --cell best-by-test-acc (the version is tagged mer.picked_by so)")
+    registry.add_argument("--name", default="mer", help="the registered model's name")
+    registry.add_argument("--alias", default="candidate", help="the alias set on the new version")
+    store_arguments(registry)
+    registry.set_defaults(handler=_register)
     export = commands.add_parser("export", help="write a train.py checkpoint's network as ONNX (dynamic batch)")
     export.add_argument("checkpoint", help="a .ckpt written by train.py (see the run's checkpoints/ artifacts)")
     export.add_argument("output", help="the .onnx file to write")
@@ -276,6 +320,9 @@ def main(argv: list[str] | None = None) -> int:
             model.add_argument("--run-id", action="append", help="an MLflow run of train.py (its logged checkpoint); "
                                                                  "repeat it for the runs of a LOSO sweep on this tree")
         model.add_argument("--checkpoint", help="a .ckpt written by train.py")
+        if name == "predict":
+            model.add_argument("--model", help="a registered or logged MLflow model: models:/NAME@ALIAS, "
+                                               "models:/NAME/VERSION or models:/MODEL_ID")
         command.add_argument("--tracking-uri", help="the store --run-id is in (default: logger.tracking_uri)")
         command.add_argument("--backend", choices=["torch", "onnx"], help="shorthand for backend=...")
         if name == "predict":

@@ -7,8 +7,6 @@ import tempfile
 from pathlib import Path
 
 import pytorch_lightning as pl
-import torch
-from hydra.utils import instantiate
 from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
@@ -16,35 +14,10 @@ from omegaconf import DictConfig, OmegaConf
 from mer.config import CONFIG_DIR
 from mer.errors import MerError
 from mer.data.prepare import prepare_data
-from mer.models.module import MicroExpressionModule
+from mer.models.checkpoint_io import checkpoint_from_run, load_checkpoint
 from mer.training import build_datamodule
 
 METRICS = ("acc", "uf1", "uar", "loss")
-
-
-def checkpoint_from_run(client: MlflowClient, run_id: str, into: Path) -> Path:
-    try:
-        folder = Path(client.download_artifacts(run_id, "checkpoints", str(into)))
-    except Exception as error:
-        raise MerError(f"run_id={run_id}: no checkpoint artifact could be read ({error})") from error
-    checkpoints = sorted(folder.glob("*.ckpt"))
-    if not checkpoints:
-        raise MerError(f"run_id={run_id} has no checkpoint under its 'checkpoints' artifacts (was it a fast_dev_run?)")
-    return checkpoints[-1]
-
-
-def load_checkpoint(path: Path) -> tuple[MicroExpressionModule, DictConfig]:
-    """The module and the resolved training config stored inside the checkpoint."""
-    if not Path(path).is_file():
-        raise MerError(f"ckpt_path={path} does not exist")
-    hparams = torch.load(path, map_location="cpu", weights_only=False).get("hyper_parameters", {})
-    if not hparams.get("run_config"):
-        raise MerError(f"{path} was not written by mer's train.py (no run_config inside)")
-    run_cfg = OmegaConf.create(hparams["run_config"])
-    module = MicroExpressionModule.load_from_checkpoint(
-        path, map_location="cpu", net=instantiate(run_cfg.model), optimizer=instantiate(run_cfg.optim)
-    )
-    return module, run_cfg
 
 
 def rebase(path: str, old_base: str, new_base: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 import time
 from datetime import datetime
 from typing import Any
@@ -13,7 +14,8 @@ from hydra.experimental.callback import Callback
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError
 
 from mer.errors import MerError
 from mer.selection import check_sweep_objective
@@ -33,6 +35,23 @@ def varied_values(config: DictConfig) -> dict[str, str]:
         if "," in value or value.startswith(("choice(", "range(", "interval(")):
             varied[key] = value  # the command line overrides a sweep file's value
     return varied
+
+
+def protocol_fold_range(*, _root_: DictConfig) -> str:
+    """`${protocol_fold_range:}` as a sweep's `protocol.fold`: every fold of the configured
+    protocol on the configured data, one job each (68 subjects of the MEGC composite's
+    LOSO), counted from the split the jobs will read, which is made here if new."""
+    from mer.data.index import index_dataset
+    from mer.data.splits import ProtocolSettings, load_or_make_folds
+
+    records, _ = index_dataset(_root_.data)
+    settings = ProtocolSettings(**{**OmegaConf.to_container(_root_.protocol, resolve=True), "fold": None})
+    document, _ = load_or_make_folds(Path(_root_.paths.split_dir), records, settings)
+    return f"range(0,{len(document['folds'])})"
+
+
+# Registered where Hydra loads its callbacks: before the sweeper reads its params.
+OmegaConf.register_new_resolver("protocol_fold_range", protocol_fold_range, replace=True)
 
 
 def sweep_name(config: DictConfig) -> str:
@@ -70,21 +89,24 @@ class SweepParentRun(Callback):
             # The values every job shares; a swept value is checked when its job starts.
             check_values(config)
             check_sweep_objective(config, config.hydra.sweeper._target_)
-        except MerError as error:
+            varied = varied_values(config)
+        except (MerError, InterpolationResolutionError) as error:
             # Before any job starts, and one line: Hydra would print a traceback.
-            print(f"error: {error}", file=sys.stderr)
+            cause = error.__cause__ if isinstance(error.__cause__, MerError) else error
+            print(f"error: {cause}", file=sys.stderr)
             sys.exit(1)
         experiment_id = ensure_logger_store(config.logger)
         client = MlflowClient(config.logger.tracking_uri)
         name = sweep_name(config)
-        varied = varied_values(config)
         title = " ".join(["sweep", name, *(f"{short_name(k).rsplit('.', 1)[-1]}={v}" for k, v in varied.items()),
                           datetime.now().strftime("%Y-%m-%d %H:%M")])
         tags = {MLFLOW_RUN_NAME: title, "mer.role": "sweep_parent", "mer.sweep_name": name,
                 "mer.sweep_overrides": " ".join(config.hydra.overrides.task),
                 "mer.optimized_metric": config.optimized_metric,
                 # how a job whose environment lacks PARENT_RUN_ENV (SLURM) finds this run
-                SWEEP_DIR_TAG: str(config.hydra.sweep.dir)}
+                SWEEP_DIR_TAG: str(config.hydra.sweep.dir),
+                # as each job's run has it: the UI groups a sweep's runs by it
+                "mer.sweep_id": Path(str(config.hydra.sweep.dir)).name}
         if config.allow_heldout_objective:
             tags["mer.heldout_objective"] = "true"
         close_stale_runs(client, [experiment_id])

@@ -23,19 +23,23 @@ from mer.config import instantiate_with
 from mer.data.datamodule import ClipDataModule
 from mer.data.prepare import PreparedData, prepare_data
 from mer.data.splits import ProtocolSettings, clip_set_digest
+from mer.distributed import is_global_rank_zero
 from mer.errors import MerError
 from mer.models import cpu_kernels
 from mer.preprocess.pipeline import PreprocessSettings
 from mer.models.module import MicroExpressionModule
-from mer.reporting.folds import log_fold_report
+from mer.reporting.folds import dataset_scores, log_fold_report
 from mer.reporting.run_report import log_data_report, log_test_report, prediction_rows
 from mer.selection import check_monitors
+from mer.spotting.logged_model import log_trained_model
 from mer.value_checks import check_values
 from mer.tracking.runs import (CELL_TAG, CHECKPOINT_DIR_TAG, FIXED_SETTINGS_TAG, POOL_TAG, SWEEP_VARIED_TAG,
                                TEST_CLIPS_TAG, TrackedRun, config_hash, finished_run, resumable_run, stored_run, tracked_run)
 from mer.tracking.sweep_parent import multirun_sweep_dir, sweep_parent_id
 
 log = logging.getLogger(__name__)
+# A fold's parts as MLflow dataset contexts.
+DATASET_CONTEXTS = {"train": "training", "val": "validation", "test": "testing"}
 
 
 def build_module(cfg: DictConfig, val_stages: Sequence[str]) -> MicroExpressionModule:
@@ -87,6 +91,9 @@ def fit_fold(cfg: DictConfig, data: PreparedData, fold: dict, run: TrackedRun, r
                     "fold.n_test": len(fold["test"]), "fold.n_test_lost": len(fold["test_lost"])})
     # The clips the test figures are computed on: the tables mark a cell whose runs differ in them.
     run.set_tags({TEST_CLIPS_TAG: clip_set_digest(fold["test"])})
+    run.log_datasets(cfg.data.name, str(data.cache.data_root.resolve()),
+                     [(context, clip_set_digest(fold[part]), len(fold[part]))
+                      for part, context in DATASET_CONTEXTS.items() if fold[part]])
     if fold["test_lost"]:
         run.set_tags({MLFLOW_RUN_NOTE: f"{len(fold['test_lost'])} of {len(fold['test']) + len(fold['test_lost'])} "
                       f"held-out clips failed preprocessing and are not scored: {', '.join(fold['test_lost'])}"})
@@ -112,18 +119,27 @@ def fit_fold(cfg: DictConfig, data: PreparedData, fold: dict, run: TrackedRun, r
     metrics["selected_epoch"] = float(torch.load(best, map_location="cpu", weights_only=False)["epoch"]
                                       if best and monitor else trainer.current_epoch - 1)
     # The input scaling's numbers come from this fold's training clips; exports need them.
-    run.log_params({"fold.selected_epoch": int(metrics["selected_epoch"]), "fold.input_offset": datamodule.offset,
-                    "fold.input_scale": datamodule.scale})
+    run.log_params({"fold.selected_epoch": int(metrics["selected_epoch"]), "fold.input_offset": datamodule.network_input.offset,
+                    "fold.input_scale": datamodule.network_input.scale})
+    step = max(0, int(metrics["selected_epoch"]))
+    model_ids = []
+    if best and cfg.logger.get("log_model", True) and is_global_rank_zero():
+        # Linked to the figures logged at its epoch; the test figures, logged below, name it and their clips.
+        uri, run_id = run.store()
+        model_ids = log_trained_model(run_id, uri, Path(best), step, onnx=bool(cfg.logger.get("log_onnx", False)))
     predictions: list[dict] = []
     if cfg.get("test"):
         results = trainer.test(module, datamodule=datamodule, ckpt_path="best" if best and monitor else None, verbose=False)
-        test_figures = {k: float(v) for k, v in results[0].items()}
-        # Written by the run itself, whichever loggers are configured (fast_dev_run swaps them
-        # out), once, at the epoch whose weights they score.
-        run.log_metrics(test_figures, step=max(0, int(metrics["selected_epoch"])))
-        metrics.update(test_figures)
         predictions = prediction_rows(fold["name"], datamodule.records("test"), module.class_names,
                                       torch.cat(module.test_probabilities).numpy())
+        test_figures = {k: float(v) for k, v in results[0].items()}
+        if len({r.source for r in data.records}) > 1:  # a composite: each of its datasets scored apart too
+            test_figures |= {f"test/{k}": v for k, v in dataset_scores(predictions, module.class_names).items()}
+        # Written by the run itself, whichever loggers are configured (fast_dev_run swaps them
+        # out), once, at the epoch whose weights they score, for the pyfunc model of those weights.
+        run.log_metrics(test_figures, step=step, dataset=(cfg.data.name, clip_set_digest(fold["test"])),
+                        model_id=model_ids[0] if model_ids else None)
+        metrics.update(test_figures)
         log_test_report(run, predictions, module.class_names, module.epoch_confusion["test"].numpy(),
                         f"{run_title(cfg)}\n{cfg.data.name}, {data.protocol.name} ({fold['name']}), held-out clips\n"
                         f"acc {test_figures['test/acc']:.3f}, UF1 {test_figures['test/uf1']:.3f}, "

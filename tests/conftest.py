@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from mlflow.tracking import MlflowClient
 
 from mer.cli import main as mer_main
 from mer.config import CONFIG_DIR, compose_train
@@ -52,6 +53,42 @@ def base_overrides(tmp_path: Path, tree: Path, shared: dict[str, Path]) -> list[
         "trainer.enable_progress_bar=false",
         "trainer.enable_model_summary=false",
     ]
+
+
+def known_table3_store(tmp_path) -> MlflowClient:
+    """A Table III sweep's runs with figures chosen by hand: lr 0.01 at 50 and 70 %, lr 0.001 at
+    80, 90 and 100 %, lr 0.0001 at 60 %; the inner split prefers lr 0.01."""
+    store = f"sqlite:///{tmp_path / 'known.db'}"
+    client = MlflowClient(store)
+    experiment = client.create_experiment("mer", artifact_location=(tmp_path / "a").as_uri())
+    known = {0.01: [0.5, 0.7], 0.001: [0.8, 0.9, 1.0], 0.0001: [0.6]}
+    for lr, accs in known.items():
+        for seed, acc in enumerate(accs, 1):
+            run = client.create_run(experiment, tags={"mer.sweep_name": "table3_lr", "mer.selection": "last_epoch",
+                                                      "mer.config_hash": f"c{seed}" if lr == 0.0001 else f"{lr}-{seed}",
+                                                      "mer.complete": "true"})
+            for key, value in {"optim.lr": lr, "seed": seed, "sweep.varied": "optim.lr", "data.name": "builtin",
+                               "protocol.name": "holdout", "fold.n_test": 10}.items():
+                client.log_param(run.info.run_id, key, value)
+            client.log_metric(run.info.run_id, "test/acc", acc)
+            client.log_metric(run.info.run_id, "val/acc", acc, step=0)
+            # the inner split prefers lr 0.01, the held-out clips lr 0.001
+            client.log_metric(run.info.run_id, "val/acc_best", {0.01: 0.9, 0.001: 0.7, 0.0001: 0.5}[lr])
+            client.set_terminated(run.info.run_id, "FINISHED")
+    # an older run of the 0.0001 cell's config (same config hash, run again later): not counted
+    stale = client.create_run(experiment, start_time=1, tags={"mer.sweep_name": "table3_lr", "mer.config_hash": "c1",
+                                                              "mer.complete": "true"})
+    for key, value in {"optim.lr": 0.0001, "seed": 1, "sweep.varied": "optim.lr"}.items():
+        client.log_param(stale.info.run_id, key, value)
+    client.log_metric(stale.info.run_id, "test/acc", 0.0)
+    client.set_terminated(stale.info.run_id, "FINISHED")
+    # FINISHED without the completion marker (Lightning's logger used to end runs before their test): not counted
+    incomplete = client.create_run(experiment, tags={"mer.sweep_name": "table3_lr", "mer.config_hash": "c-incomplete"})
+    for key, value in {"optim.lr": 0.0001, "seed": 9, "sweep.varied": "optim.lr"}.items():
+        client.log_param(incomplete.info.run_id, key, value)
+    client.log_metric(incomplete.info.run_id, "test/acc", 0.0)
+    client.set_terminated(incomplete.info.run_id, "FINISHED")
+    return client
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,8 @@ from mlflow.tracking import MlflowClient
 
 from mer.config import CONFIG_DIR
 from mer.distributed import ShardSampler, interleave_shards, is_global_rank_zero
-from mer.evaluation import evaluate, load_checkpoint, localise
+from mer.evaluation import evaluate, localise
+from mer.models.checkpoint_io import load_checkpoint
 from mer.data.prepare import prepare_data
 from mer.errors import MerError
 from mer.training import build_datamodule, train

@@ -1,5 +1,7 @@
 """train.py / evaluate.py as a user runs them, in subprocesses."""
 
+import csv
+import json
 import subprocess
 import sys
 
@@ -87,10 +89,11 @@ def test_a_fold_sweep_pools_each_cell_once_and_its_table_counts_the_pooled_cells
     all_clips = {frame.parent.name for frame in tiny_tree.glob("HS/*/micro/*/*/*.bmp")}
     for run in pooled:
         assert run.info.status == "FINISHED" and run.data.tags["mlflow.parentRunId"] == parent.info.run_id
-        rows = open(client.download_artifacts(run.info.run_id, "report/predictions.csv")).read().splitlines()[1:]
-        clips = sorted(row.split(",")[1] for row in rows)
+        with open(client.download_artifacts(run.info.run_id, "report/predictions.csv")) as handle:
+            rows = list(csv.DictReader(handle))
+        clips = sorted(row["clip_id"] for row in rows)
         assert clips == sorted(all_clips), "every clip of the tree once, in one cell's pooled predictions"
-        correct = sum(row.split(",")[3] == row.split(",")[4] for row in rows)
+        correct = sum(row["label"] == row["predicted"] for row in rows)
         assert run.data.metrics["pooled/test/acc"] == correct / 18
     assert "pooled/test/acc" not in parent.data.metrics, "the parent pools no figure over cells"
     table = open(client.download_artifacts(parent.info.run_id, "tables/table3_lr.csv")).read().splitlines()
@@ -163,6 +166,13 @@ def test_the_experiment_opens_as_model_training_with_its_description_and_mer_ui_
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     assert "test/* = held-out clips" in experiment.tags["mlflow.note.content"]
     lines = done.stdout.splitlines()
-    assert lines[0] == f"runs table: http://127.0.0.1:5123/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning"
-    assert "searchFilter=tags.%60mer.sweep_name%60" in lines[1]
+    base = f"http://127.0.0.1:5123/#/experiments/{experiment.experiment_id}"
+    assert lines[0] == f"runs table: {base}/runs?workflowType=machine_learning&viewStateShareKey=mer-comparison"
+    assert lines[1] == f"models:     {base}/models?workflowType=machine_learning"
     assert lines[2] == f"mlflow ui --backend-store-uri {store} --host 127.0.0.1 --port 5123"
+    # the saved view the address opens, in the envelope MLflow's UI reads
+    envelope = json.loads(experiment.tags["mlflow.sharedViewState.mer-comparison"])
+    assert isinstance(envelope["createdAt"], int) and envelope["name"]
+    state = json.loads(envelope["state"])
+    assert {"params.`lr`", "params.`dropout`", "metrics.`test/acc`", "attributes.`Models`"} <= set(state["selectedColumns"])
+    assert state["groupBy"]["groupByKeys"] == [{"mode": "tag", "groupByData": "mer.sweep_id"}]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mer.cli import main as mer_main
-from mer.evaluation import load_checkpoint
+from mer.models.checkpoint_io import load_checkpoint
 from mer.models.export import export_onnx
 from mer.models.mer3dcnn import MER3DCNN
 from mer.training import train

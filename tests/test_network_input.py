@@ -1,6 +1,8 @@
 """What a network is fed, in training and in both serving runtimes: scaled frames, or each
 frame minus the clip's first (data.input=difference); and the class-balanced loss."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -37,7 +39,7 @@ def test_a_difference_trained_network_is_served_on_differences_by_torch_and_onnx
     train(make_cfg(*overrides), overrides)
     (checkpoint,) = (tmp_path / "out" / "checkpoints").glob("epoch*.ckpt")
     model = load_trained(checkpoint)
-    assert model.input == "difference" and model.provenance()["input"] == "difference"
+    assert model.network_input.input == "difference" and model.provenance()["input"] == "difference"
     check = export_checked(model, tmp_path / "net.onnx")
     assert check.max_abs_difference < 1e-4
     depth, size = model.settings.depth, model.settings.size
@@ -48,5 +50,5 @@ def test_a_difference_trained_network_is_served_on_differences_by_torch_and_onnx
     torch_served = TorchClassifier(model)
     np.testing.assert_allclose(torch_served(lit), torch_served(windows), atol=1e-6)
     frames_model = load_trained(checkpoint)
-    frames_model.input = "frames"
+    frames_model.network_input = replace(frames_model.network_input, input="frames")
     assert np.abs(TorchClassifier(frames_model)(lit) - torch_served(lit)).max() > 1e-4

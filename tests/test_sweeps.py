@@ -1,6 +1,7 @@
 """The paper's sweeps: configs, parent/child runs, resume, tables rebuilt from the store."""
 
 import re
+from pathlib import Path
 import shutil
 import subprocess
 import sys
@@ -13,13 +14,15 @@ from mer.config import CONFIG_DIR, PROJECT_ROOT
 from mer.reporting.tables import build_sweep_report
 from mer.tracking.runs import FIXED_SETTINGS_TAG
 
-from conftest import base_overrides, run_script
+from conftest import base_overrides, known_table3_store, run_script
 
+FIXTURES = Path(__file__).parent / "fixtures"
 SWEEPS = {
     "table3_lr": {"optim.lr": "0.01,0.001,0.0001"},
     "table4_dropout": {"model.dropout": "0.3,0.5,0.7"},
     "table5_epochs": {"trainer.max_epochs": "80,100,120"},
     "full_grid": {"optim.lr": "0.01,0.001,0.0001", "model.dropout": "0.3,0.5,0.7", "trainer.max_epochs": "80,100,120"},
+    "cross_dataset": {"protocol.train": "casme2,samm,smic"},
 }
 
 
@@ -81,36 +84,7 @@ def test_tiny_sweep_parent_children_tables_and_resume(tmp_path, tiny_tree, share
 
 
 def test_table_builder_mean_std_from_known_values(tmp_path):
-    store = f"sqlite:///{tmp_path / 'known.db'}"
-    client = MlflowClient(store)
-    experiment = client.create_experiment("mer", artifact_location=(tmp_path / "a").as_uri())
-    known = {0.01: [0.5, 0.7], 0.001: [0.8, 0.9, 1.0], 0.0001: [0.6]}
-    for lr, accs in known.items():
-        for seed, acc in enumerate(accs, 1):
-            run = client.create_run(experiment, tags={"mer.sweep_name": "table3_lr", "mer.selection": "last_epoch",
-                                                      "mer.config_hash": f"c{seed}" if lr == 0.0001 else f"{lr}-{seed}",
-                                                      "mer.complete": "true"})
-            for key, value in {"optim.lr": lr, "seed": seed, "sweep.varied": "optim.lr", "data.name": "builtin",
-                               "protocol.name": "holdout", "fold.n_test": 10}.items():
-                client.log_param(run.info.run_id, key, value)
-            client.log_metric(run.info.run_id, "test/acc", acc)
-            client.log_metric(run.info.run_id, "val/acc", acc, step=0)
-            # the inner split prefers lr 0.01, the held-out clips lr 0.001
-            client.log_metric(run.info.run_id, "val/acc_best", {0.01: 0.9, 0.001: 0.7, 0.0001: 0.5}[lr])
-            client.set_terminated(run.info.run_id, "FINISHED")
-    # an older run of the 0.0001 cell's config (same config hash, run again later): not counted
-    stale = client.create_run(experiment, start_time=1, tags={"mer.sweep_name": "table3_lr", "mer.config_hash": "c1",
-                                                              "mer.complete": "true"})
-    for key, value in {"optim.lr": 0.0001, "seed": 1, "sweep.varied": "optim.lr"}.items():
-        client.log_param(stale.info.run_id, key, value)
-    client.log_metric(stale.info.run_id, "test/acc", 0.0)
-    client.set_terminated(stale.info.run_id, "FINISHED")
-    # FINISHED without the completion marker (Lightning's logger used to end runs before their test): not counted
-    incomplete = client.create_run(experiment, tags={"mer.sweep_name": "table3_lr", "mer.config_hash": "c-incomplete"})
-    for key, value in {"optim.lr": 0.0001, "seed": 9, "sweep.varied": "optim.lr"}.items():
-        client.log_param(incomplete.info.run_id, key, value)
-    client.log_metric(incomplete.info.run_id, "test/acc", 0.0)
-    client.set_terminated(incomplete.info.run_id, "FINISHED")
+    client = known_table3_store(tmp_path)
     files = build_sweep_report(client, "mer", "table3_lr", tmp_path / "out")
     rows = files["csv"].read_text().splitlines()
     assert rows[0] == "lr,mean_acc,std_acc,runs,seeds,best,paper_acc,mixed_test_clips"
@@ -123,6 +97,11 @@ def test_table_builder_mean_std_from_known_values(tmp_path):
     assert "best cell (lr=0.001) on builtin** | 90.00 |" in table6
     assert "best held-out accuracy, picked on the held-out clips as the paper picks its cell" in table6
     assert "Chosen on the inner validation split instead (best mean val/acc_best, 90.00 %), the cell is lr=0.01: 60.00 ± 14.14 %" in table6
+
+
+def test_latex_table_matches_one_written_by_hand(tmp_path):
+    files = build_sweep_report(known_table3_store(tmp_path), "mer", "table3_lr", tmp_path / "out", formats=("latex",))
+    assert files["latex"].read_text() == (FIXTURES / "table3_lr.tex").read_text()
 
 
 def test_two_sweeps_at_once_on_a_fresh_sqlite_store_keep_their_folders_ids_and_runs_apart(tmp_path, tiny_tree,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from typing import Sequence
 
 import numpy as np
@@ -13,7 +15,7 @@ from mer.data.augment import ClipAugmenter, seed_worker
 from mer.data.cache import ClipCache
 from mer.datasets.records import ClipRecord
 from mer.distributed import ShardSampler
-from mer.data.scaling import NetworkInput, input_mode, input_scaling, scaling_mode
+from mer.data.scaling import NetworkInput, input_scaling, scaling_mode
 
 
 class ClipDataset(Dataset):
@@ -60,9 +62,8 @@ class ClipDataModule(pl.LightningDataModule):
         self.val_stages = (["val"] if fold["val"] else []) + (["heldout"] if monitor_heldout else [])
         self.datasets: dict[str, ClipDataset] = {}
         self.scaling = scaling_mode(scaling)
-        self.input = input_mode(input)
         # unit's numbers until `fit_scaling` sees the training clips.
-        self.offset, self.scale = 0.0, 255.0
+        self.network_input = NetworkInput(input=input)
 
     def records(self, part: str) -> list[ClipRecord]:
         return [self.by_id[i] for i in self.fold[part]]
@@ -98,7 +99,8 @@ class ClipDataModule(pl.LightningDataModule):
     def state_dict(self) -> dict:
         # The input scaling travels too: `mer predict` must scale a new video's windows
         # exactly as this fold's clips were (mean_max takes its numbers from them).
-        return {"train_order": self.train_order.get_state(), "input_offset": self.offset, "input_scale": self.scale}
+        return {"train_order": self.train_order.get_state(), "input_offset": self.network_input.offset,
+                "input_scale": self.network_input.scale}
 
     def load_state_dict(self, state_dict: dict) -> None:
         if "train_order" in state_dict:
@@ -110,13 +112,10 @@ class ClipDataModule(pl.LightningDataModule):
         clips, labels = batch
         return self.network_input(clips), labels
 
-    @property
-    def network_input(self) -> NetworkInput:
-        return NetworkInput(self.offset, self.scale, self.input)
-
     def fit_scaling(self, train_clips: np.ndarray) -> None:
         """Fix the input scaling from this fold's training clips; every part then uses it."""
-        self.offset, self.scale = input_scaling(train_clips, self.scaling)
+        offset, scale = input_scaling(train_clips, self.scaling)
+        self.network_input = replace(self.network_input, offset=offset, scale=scale)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

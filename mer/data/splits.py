@@ -1,7 +1,8 @@
 """Evaluation protocols as folds of clip ids: holdout (the paper's one stratified 80/20
-split), leave-one-subject-out, stratified k-fold. Each fold has `train`, `test` and an
-optional inner `val` carved from the training clips for model selection. Folds are made
-once, saved, and reused by every later run on the same clips."""
+split), leave-one-subject-out, stratified k-fold, and over the datasets of a composite
+(each record's `source`) leave-one-dataset-out and cross-dataset. Each fold has `train`,
+`test` and an optional inner `val` carved from the training clips for model selection.
+Folds are made once, saved, and reused by every later run on the same clips."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from mer.datasets.records import ClipRecord, natural_key
 from mer.errors import MerError
 from mer.files import atomic_write_text, json_digest
 
-PROTOCOLS = ("holdout", "loso", "kfold")
+PROTOCOLS = ("holdout", "loso", "kfold", "lodo", "cross")
+# Protocols whose test part is whole datasets of a composite (data=megc_composite).
+DATASET_PROTOCOLS = ("lodo", "cross")
 # Bumped when the same settings would make other folds, so a split saved by older code is
 # never reused for them. 2: k-fold and LOSO through scikit-learn, LOSO in natural subject order.
 # 3: the inner validation split holds whole subjects out wherever the test part does.
@@ -41,6 +44,8 @@ class ProtocolSettings:
     selection: str = "last"  # which epoch is reported: the last, or the best on the inner val
     fold: int | None = None  # run one fold only (a Hydra multirun over protocol.fold runs them all)
     monitor_heldout: bool = True  # per-epoch heldout/* curves on the held-out clips, for monitoring only
+    train: str | None = None  # cross: the dataset trained on; null: every dataset but `test`
+    test: str | None = None  # cross: the dataset tested on; null: every dataset but `train`
 
     def __post_init__(self):
         if self.name not in PROTOCOLS:
@@ -57,15 +62,23 @@ class ProtocolSettings:
         if self.subject_disjoint and self.name == "kfold":
             raise MerError("protocol.subject_disjoint=true cannot apply to protocol=kfold, whose folds are stratified "
                            "clips; use protocol=loso (one subject per fold) or protocol=holdout with subject_disjoint")
+        if self.name == "cross" and self.train == self.test:
+            raise MerError("protocol=cross needs protocol.train and protocol.test to name two datasets of the composite "
+                           "(e.g. protocol.train=casme2 protocol.test=samm), or one of them with the other null for "
+                           "every other dataset")
+        if self.name != "cross" and (self.train is not None or self.test is not None):
+            raise MerError(f"protocol.train / protocol.test choose datasets for protocol=cross, not protocol={self.name}")
 
     @property
     def holds_out_subjects(self) -> bool:
         """Whether test subjects are unseen in training: then validation subjects must be too,
         or selection on val/* has seen the validation subjects' other clips."""
-        return self.name == "loso" or self.subject_disjoint
+        return self.name in ("loso", *DATASET_PROTOCOLS) or self.subject_disjoint
 
     def file_tag(self) -> str:
-        fields = {k: v for k, v in asdict(self).items() if k not in ("fold", "selection", "monitor_heldout")}
+        # train/test only where set, so the protocols without them keep their file names.
+        fields = {k: v for k, v in asdict(self).items() if k not in ("fold", "selection", "monitor_heldout")
+                  and not (k in ("train", "test") and v is None)}
         fields["scheme"] = SPLIT_SCHEME
         return json_digest(fields, 8)
 
@@ -134,20 +147,45 @@ def subject_parts(records: Sequence[ClipRecord]) -> list[tuple[str, list[str]]]:
             for _, test in LeaveOneGroupOut().split(ordered, groups=groups)]
 
 
+def dataset_parts(records: Sequence[ClipRecord], p: ProtocolSettings) -> list[tuple[str, list[str], list[str]]]:
+    """(fold name, training clip ids, test clip ids) per fold, by each record's dataset: lodo
+    holds each dataset out in turn; cross trains on `p.train` and tests on `p.test`."""
+    datasets = sorted({r.source for r in records})
+    if len(datasets) < 2:
+        raise MerError(f"protocol={p.name} needs clips of several datasets: add data=builtin_composite, or "
+                       f"data=megc_composite data.root=...; these clips are all from {datasets[0] or 'one dataset'}")
+
+    def clips(names: set[str]) -> list[str]:
+        return sorted(r.clip_id for r in records if r.source in names)
+
+    if p.name == "lodo":
+        return [(f"dataset={d}", clips(set(datasets) - {d}), clips({d})) for d in datasets]
+    for key in ("train", "test"):
+        if getattr(p, key) is not None and getattr(p, key) not in datasets:
+            raise MerError(f"protocol.{key}={getattr(p, key)} is not a dataset of these clips; choose one of {datasets}")
+    train = {p.train} if p.train is not None else set(datasets) - {p.test}
+    test = {p.test} if p.test is not None else set(datasets) - {p.train}
+    return [(f"train={'+'.join(sorted(train))} test={'+'.join(sorted(test))}", clips(train), clips(test))]
+
+
 def make_folds(records: Sequence[ClipRecord], p: ProtocolSettings) -> list[dict]:
     ids = sorted(r.clip_id for r in records)
-    if p.name == "holdout":
+    if p.name in DATASET_PROTOCOLS:
+        parts = dataset_parts(records, p)
+        tests = [(name, test) for name, _, test in parts]
+        trains = [train for _, train, _ in parts]
+    elif p.name == "holdout":
         _, test = holdout_split(records, p.holdout_fraction, p.split_seed, p.stratify, p.subject_disjoint)
         tests = [("holdout", test)]
     elif p.name == "loso":
         tests = [(f"subject={s}", part) for s, part in subject_parts(records)]
     else:
         tests = [(f"fold={i}", part) for i, part in enumerate(kfold_parts(records, p.k, p.split_seed, p.stratify))]
+    if p.name not in DATASET_PROTOCOLS:
+        trains = [sorted(set(ids) - set(test)) for _, test in tests]
     by_id = {r.clip_id: r for r in records}
     folds = []
-    for index, (name, test) in enumerate(tests):
-        held = set(test)
-        train = [i for i in ids if i not in held]
+    for index, ((name, test), train) in enumerate(zip(tests, trains)):
         val: list[str] = []
         if p.inner_val_fraction > 0:
             train, val = holdout_split([by_id[i] for i in train], p.inner_val_fraction, p.split_seed + 1 + index, p.stratify,

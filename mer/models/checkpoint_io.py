@@ -1,6 +1,7 @@
-"""Checkpoints written whole or not at all. Lightning's own writer stages the file in the
-system temp folder and moves it over: across filesystems the move is a copy, and a full
-disk leaves a truncated `.ckpt` under its final name."""
+"""Checkpoints written whole or not at all, and read back: a file's module with the run
+config inside it, or the checkpoint an MLflow run logged. Lightning's own writer stages
+the file in the system temp folder and moves it over: across filesystems the move is a
+copy, and a full disk leaves a truncated `.ckpt` under its final name."""
 
 from __future__ import annotations
 
@@ -9,9 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.utils import instantiate
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
+from mer.errors import MerError
 from mer.files import atomic_write
+from mer.models.module import MicroExpressionModule
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -24,3 +30,28 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         torch.save(checkpoint, buffer)
         atomic_write(path, lambda handle: handle.write(buffer.getbuffer()),
                      "free space there or set paths.output_dir to a disk with room")
+
+
+def checkpoint_from_run(client: MlflowClient, run_id: str, into: Path) -> Path:
+    try:
+        folder = Path(client.download_artifacts(run_id, "checkpoints", str(into)))
+    except Exception as error:
+        raise MerError(f"run_id={run_id}: no checkpoint artifact could be read ({error})") from error
+    checkpoints = sorted(folder.glob("*.ckpt"))
+    if not checkpoints:
+        raise MerError(f"run_id={run_id} has no checkpoint under its 'checkpoints' artifacts (was it a fast_dev_run?)")
+    return checkpoints[-1]
+
+
+def load_checkpoint(path: Path) -> tuple[MicroExpressionModule, DictConfig]:
+    """The module and the resolved training config stored inside the checkpoint."""
+    if not Path(path).is_file():
+        raise MerError(f"ckpt_path={path} does not exist")
+    hparams = torch.load(path, map_location="cpu", weights_only=False).get("hyper_parameters", {})
+    if not hparams.get("run_config"):
+        raise MerError(f"{path} was not written by mer's train.py (no run_config inside)")
+    run_cfg = OmegaConf.create(hparams["run_config"])
+    module = MicroExpressionModule.load_from_checkpoint(
+        path, map_location="cpu", net=instantiate(run_cfg.model), optimizer=instantiate(run_cfg.optim)
+    )
+    return module, run_cfg

@@ -23,7 +23,7 @@ from mer.reporting.confusion import confusion_figure
 from mer.tracking.runs import (CELL_TAG, COMPLETE_TAG, FIXED_SETTINGS_TAG, POOL_TAG, POOLED_ROLE, SWEEP_VARIED_TAG,
                                TEST_CLIPS_TAG, TrackedRun, close_run, describe, hold_open)
 
-PREDICTION_FIELDS = ("fold", "clip_id", "subject", "label", "predicted")
+PREDICTION_FIELDS = ("fold", "clip_id", "subject", "dataset", "label", "predicted")
 # What a pooled run takes from its fold runs: the grouping the tables and the sweep
 # parent read, the protocol and the reported epoch, the sweep and the provenance.
 POOLED_CELL_TAGS = (CELL_TAG, FIXED_SETTINGS_TAG, SWEEP_VARIED_TAG, "mer.sweep_name", "mer.sweep_id", "mer.protocol",
@@ -45,6 +45,17 @@ def read_predictions_csv(text: str) -> list[dict]:
 def _scores(rows: Sequence[dict], classes: Sequence[str]) -> dict[str, float]:
     index = {c: i for i, c in enumerate(classes)}
     return scores([index[r["label"]] for r in rows], [index[r["predicted"]] for r in rows])
+
+
+def dataset_scores(rows: Sequence[dict], classes: Sequence[str]) -> dict[str, float]:
+    """`<dataset>/<score>` per dataset of `rows`: MEGC reports each part of the composite
+    beside the whole. Predictions of an older mer name no dataset and give none."""
+    datasets = sorted({r.get("dataset") or "" for r in rows} - {""})
+    return {f"{d}/{k}": v for d in datasets for k, v in _scores([r for r in rows if r.get("dataset") == d], classes).items()}
+
+
+def spans_datasets(rows: Sequence[dict]) -> bool:
+    return len({r.get("dataset") or "" for r in rows} - {""}) > 1
 
 
 def fold_table(rows: Sequence[dict], classes: Sequence[str]) -> tuple[list[dict], dict[str, float], np.ndarray]:
@@ -80,6 +91,8 @@ def fold_markdown(table: Sequence[dict], figures: Mapping[str, float], protocol:
         return f"| {label} | {clips} | " + " | ".join(f"{figures.get(prefix + m, float('nan')):.4f}" for m in ("acc", "uf1", "uar")) + " |"
 
     lines += [row("**pooled**", n, "pooled/test/"), row("mean of folds", "", "fold_mean/test/")]
+    datasets = sorted({name.split("/")[2] for name in figures if name.startswith("pooled/test/") and name.count("/") == 3})
+    lines += [row(f"pooled, {d}", "", f"pooled/test/{d}/") for d in datasets]
     return "\n".join(lines) + "\n"
 
 
@@ -91,6 +104,8 @@ def log_fold_report(run, predictions: list[dict], classes: Sequence[str], protoc
     figures = fold_means(fold_metrics)
     if predictions:
         table, pooled, matrix = fold_table(predictions, classes)
+        if spans_datasets(predictions):
+            pooled |= dataset_scores(predictions, classes)
         figures |= {f"pooled/test/{k}": v for k, v in pooled.items()}
         run.set_tags({TEST_CLIPS_TAG: clip_set_digest([r["clip_id"] for r in predictions])})
         run.log_text(fold_markdown(table, figures, protocol, selection), "report/folds.md")

@@ -15,3 +15,9 @@ PAPER_TABLE6 = {
     "3DFlow": 55.49, "STRCNN": 72.30, "MESTCNN": 68.75, "DSTICNN64": 78.78, "MER3DCNN": 76.92, "MSAF": 73.60,
     "AMAN": 79.87, "ODCNN": 74.80, "MicroExpSTCNN": 68.75, "3D-CNNMED": 80.94, "Irawan et al. (paper)": 81.70,
 }
+
+
+def paper_figure(sweep: str, values: tuple) -> float | None:
+    """The paper's accuracy (%) for a cell of one of its tables (a cell is its varied values)."""
+    paper = PAPER_TABLES.get(sweep)
+    return paper["values"].get(values[0]) if paper and values else None

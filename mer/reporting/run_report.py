@@ -45,7 +45,8 @@ def prediction_rows(fold: str, records: Sequence[ClipRecord], class_names: Seque
                     probabilities: np.ndarray) -> list[dict]:
     """One row per held-out clip: truth, prediction and class probabilities. A fast_dev_run
     tests a single batch: only the clips that were seen are paired, in loader order."""
-    return [{"fold": fold, "clip_id": record.clip_id, "subject": record.subject, "label": record.label,
+    return [{"fold": fold, "clip_id": record.clip_id, "subject": record.subject, "dataset": record.source,
+             "label": record.label,
              "predicted": class_names[int(p.argmax())], **{f"p_{c}": f"{v:.6f}" for c, v in zip(class_names, p)}}
             for record, p in zip(records, probabilities)]
 

@@ -18,10 +18,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from mer.files import json_digest
 from mer.errors import MerError  # noqa: E402
-from mer.reporting.paper import PAPER_TABLE6, PAPER_TABLES  # noqa: E402
-from mer.tracking.runs import (COMPLETE_FILTER, FIXED_SETTINGS_TAG, SWEEP_VARIED_TAG, TEST_CLIPS_TAG,  # noqa: E402
+from mer.files import atomic_write_text, json_digest  # noqa: E402
+from mer.reporting.dataset_table import dataset_markdown, dataset_rows  # noqa: E402
+from mer.reporting.latex import dataset_latex, table6_latex, table_latex  # noqa: E402
+from mer.reporting.paper import PAPER_TABLE6, PAPER_TABLES, paper_figure  # noqa: E402
+from mer.tracking.runs import (COMPLETE_FILTER, FIXED_SETTINGS_TAG, POOLED_ROLE, SWEEP_VARIED_TAG, TEST_CLIPS_TAG,  # noqa: E402
                                is_setting, short_name)
 
 log = logging.getLogger(__name__)
@@ -106,7 +108,7 @@ def comparable_runs(runs: list, keys: list[str]) -> tuple[list, list[str]]:
 def table_title(sweep: str, keys: list[str], runs: list) -> str:
     """The paper's table name, or the sweep's, and the settings the runs held fixed."""
     paper = PAPER_TABLES.get(sweep)
-    name = paper["title"] if paper else f"Sweep {sweep}: {', '.join(keys)}"
+    name = paper["title"] if paper else f"Sweep {sweep}" + (f": {', '.join(keys)}" if keys else "")
     fixed = [form.format(param(runs[0], key)) for key, form in TITLE_SETTINGS
              if key not in keys and param(runs[0], key) is not None]
     return f"{name} ({', '.join(fixed)})" if fixed else name
@@ -191,11 +193,11 @@ def best_cell_summary(runs: list, keys: list[str]) -> tuple[dict[str, float], di
 def protocol_note(runs, rows: list[dict]) -> str:
     run = runs[0]
     n_test = int(run.data.params.get("fold.n_test", 0) or 0)
-    step = f" {n_test} held-out clips allow only steps of {100 / n_test:.2f} points;" if n_test else ""
+    step = f" {n_test} held-out clips allow only steps of {100 / n_test:.2f} points." if n_test else ""
     root = run.data.params.get("data.root")
     note = (f"Data: {param(run, 'data.name') or '?'}{f' ({root})' if root else ''}; "
             f"protocol: {param(run, 'protocol.name') or '?'}, reported epoch: {run.data.tags.get('mer.selection', '?')}."
-            f"{step} each cell is the mean ± std over the runs counted; bold: the cell with the best held-out mean, "
+            f"{step} Each cell is the mean ± std over the runs counted; bold: the cell with the best held-out mean, "
             "picked on the held-out clips as the paper picks (optimistic).")
     if any(row["mixed_clips"] for row in rows):
         note += (f" {MIXED_CLIPS_MARK} the runs of this cell were scored on different held-out clips (some failed "
@@ -215,20 +217,20 @@ def table_markdown(sweep: str, title: str, keys: list[str], rows: list[dict], no
         ours += f" {MIXED_CLIPS_MARK}" if row["mixed_clips"] else ""
         cells_ = [*(str(v) for v in row["values"]), ours, str(row["n"]), ",".join(map(str, row["seeds"]))]
         if paper:
-            figure = paper["values"].get(row["values"][0])
+            figure = paper_figure(sweep, row["values"])
             cells_.append(f"{figure:.2f}" if figure is not None else "")
         lines.append("| " + " | ".join(cells_) + " |")
     return "\n".join(lines) + f"\n\n{note}\n"
 
 
 def table_csv(keys: list[str], rows: list[dict], sweep: str) -> str:
-    paper = PAPER_TABLES.get(sweep, {}).get("values", {})
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow([*keys, "mean_acc", "std_acc", "runs", "seeds", "best", "paper_acc", "mixed_test_clips"])
     for row in rows:
         writer.writerow([*row["values"], f"{row['mean']:.4f}", f"{row['std']:.4f}", row["n"],
-                         " ".join(map(str, row["seeds"])), row["best"], paper.get(row["values"][0], ""), row["mixed_clips"]])
+                         " ".join(map(str, row["seeds"])), row["best"], paper_figure(sweep, row["values"]),
+                         row["mixed_clips"]])  # csv writes None as an empty field
     return buffer.getvalue()
 
 
@@ -236,12 +238,12 @@ def cell_name(keys: list[str], row: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in zip(keys, row["values"]))
 
 
-def table6_markdown(rows: list[dict], keys: list[str], note: str, dataset: str) -> str:
+def table6(rows: list[dict], keys: list[str], note: str, dataset: str) -> tuple[list[tuple[str, float, bool]], str]:
+    """Table VI's (method, accuracy %, is ours) entries, ours the best cell, and the text on how that cell was picked."""
     best = next(r for r in rows if r["best"])
     label = f"mer, best cell ({cell_name(keys, best)}) on {dataset}"
-    entries = sorted([*PAPER_TABLE6.items(), (label, best["mean"])], key=lambda kv: kv[1])
-    lines = ["### Table VI: comparison on SMIC (prior work as listed in the paper)", "", "| method | accuracy % |", "|---|---|"]
-    lines += [f"| {'**' + name + '**' if name == label else name} | {acc:.2f} |" for name, acc in entries]
+    entries = sorted([*((name, acc, False) for name, acc in PAPER_TABLE6.items()), (label, best["mean"], True)],
+                     key=lambda entry: entry[1])
     text = (f"Our row is the grid cell with the best held-out accuracy, picked on the held-out clips as the paper "
             f"picks its cell, so it is optimistic: mean of {best['n']} runs.")
     judged = [r for r in rows if r["val_mean"] is not None]
@@ -249,7 +251,16 @@ def table6_markdown(rows: list[dict], keys: list[str], note: str, dataset: str) 
         chosen = max(judged, key=lambda r: r["val_mean"])
         text += (f" Chosen on the inner validation split instead (best mean val/acc_best, {chosen['val_mean']:.2f} %), "
                  f"the cell is {cell_name(keys, chosen)}: {chosen['mean']:.2f} ± {chosen['std']:.2f} % on the held-out clips.")
-    return "\n".join(lines) + f"\n\n{text} {note} Prior figures are not re-run here and may use other protocols.\n"
+    return entries, f"{text} {note} Prior figures are not re-run here and may use other protocols."
+
+
+TABLE6_TITLE = "Table VI: comparison on SMIC (prior work as listed in the paper)"
+
+
+def table6_markdown(entries: list[tuple[str, float, bool]], text: str) -> str:
+    lines = [f"### {TABLE6_TITLE}", "", "| method | accuracy % |", "|---|---|"]
+    lines += [f"| {'**' + name + '**' if ours else name} | {acc:.2f} |" for name, acc, ours in entries]
+    return "\n".join(lines) + f"\n\n{text}\n"
 
 
 def value_plot(sweep: str, title: str, keys: list[str], rows: list[dict]):
@@ -258,7 +269,7 @@ def value_plot(sweep: str, title: str, keys: list[str], rows: list[dict]):
     axes.errorbar(range(len(rows)), [r["mean"] for r in rows], yerr=[r["std"] for r in rows], fmt="o-", capsize=4, label="ours")
     paper = PAPER_TABLES.get(sweep)
     if paper:
-        axes.plot(range(len(rows)), [paper["values"].get(r["values"][0], float("nan")) for r in rows], "s--", label="paper")
+        axes.plot(range(len(rows)), [paper_figure(sweep, r["values"]) or float("nan") for r in rows], "s--", label="paper")
     axes.set_xticks(range(len(rows)), labels, rotation=30 if len(rows) > 4 else 0, ha="right" if len(rows) > 4 else "center")
     axes.set_xlabel(" / ".join(keys))
     axes.set_ylabel("accuracy %")
@@ -288,7 +299,7 @@ def curves_plot(client: MlflowClient, title: str, keys: list[str], grouped: dict
         length = max(len(h) for h in histories)
         mean = [100 * statistics.fmean(h[i] for h in histories if i < len(h)) for i in range(length)]
         axes.plot(range(1, length + 1), mean, marker="o", markersize=3, alpha=0.85,
-                  label=", ".join(f"{k}={v}" for k, v in zip(keys, values)))
+                  label=", ".join(f"{k}={v}" for k, v in zip(keys, values)) or "all runs")
     axes.set_xlabel("epoch")
     axes.set_ylabel(f"{label} (mean over seeds)", fontsize=8)
     axes.set_title(f"{title}\n{metric} per cell", fontsize=9)
@@ -297,37 +308,87 @@ def curves_plot(client: MlflowClient, title: str, keys: list[str], grouped: dict
     return figure
 
 
-def build_sweep_report(client: MlflowClient, experiment_name: str, sweep: str, out_dir: Path | None = None,
-                       parent_run_id: str | None = None) -> dict[str, Path]:
-    """Write `<sweep>.md`, `<sweep>.csv`, `<sweep>_table6.md` and two PNGs to `out_dir`
-    (and log them to `parent_run_id`), from the runs in the store alone."""
+FORMATS = ("markdown", "latex")
+
+
+def sweep_cells(client: MlflowClient, experiment_name: str, sweep: str) -> tuple[list, list[str], list[str], dict, list[dict]]:
+    """(the runs counted, the varied keys, what was left out and why, the runs by cell, one summary row per cell)."""
     runs = sweep_runs(client, experiment_name, sweep)
-    keys = (runs[0].data.tags.get(SWEEP_VARIED_TAG) or runs[0].data.params.get("sweep.varied", "")).split(",")
-    if not keys[0]:
+    varied = (runs[0].data.tags.get(SWEEP_VARIED_TAG) or runs[0].data.params.get("sweep.varied", "")).split(",")
+    if not varied[0]:
         raise MerError(f"runs of sweep {sweep!r} do not record sweep.varied")
+    # A sweep over folds (one job per subject) pools each cell's folds first: its cells are the rest.
+    keys = [k for k in varied if k != "protocol.fold"]
     runs, left_out = comparable_runs(runs, keys)
     for line in left_out:
         log.warning("sweep %s: left out of the tables, %s", sweep, line)
     grouped = cells(runs, keys)
-    rows = summarise(grouped)
+    return runs, keys, left_out, grouped, summarise(grouped)
+
+
+# How `mer register --sweep` may pick a cell; a pick on the held-out clips needs an opt-in by name.
+CELL_PICKS = ("best-by-inner-val", "best-by-test-acc")
+
+
+def picked_run(client: MlflowClient, experiment_name: str, sweep: str, pick: str, allow_heldout_pick: bool = False):
+    """The run whose model stands for a sweep: of the cell `pick` chooses, the run (seed)
+    with the best inner validation figure (or, picking on held-out clips, held-out accuracy)."""
+    if pick not in CELL_PICKS:
+        raise MerError(f"--cell {pick} is unknown; choose one of {list(CELL_PICKS)}")
+    if pick == "best-by-test-acc" and not allow_heldout_pick:
+        raise MerError("--cell best-by-test-acc picks the model on the held-out clips, so their figures no longer "
+                       "report it: pick with --cell best-by-inner-val, or opt in with --allow-heldout-pick (the "
+                       "registered version is then tagged mer.picked_by=best-by-test-acc)")
+    _, keys, _, _, rows = sweep_cells(client, experiment_name, sweep)
+    if pick == "best-by-test-acc":
+        row = next(r for r in rows if r["best"])
+        run = max(row["members"], key=accuracy)
+    else:
+        if any(r["val_mean"] is None for r in rows):
+            raise MerError(f"the runs of sweep {sweep!r} have no inner validation split to pick by; train them with "
+                           "protocol.selection=val protocol.inner_val_fraction=0.15")
+        row = max(rows, key=lambda r: r["val_mean"])
+        run = max(row["members"], key=lambda r: first_metric(r, SELECTION_METRICS))
+    if run.data.tags.get("mer.role") == POOLED_ROLE or "pooled/test/acc" in run.data.metrics:
+        raise MerError(f"the cell {cell_name(keys, row) or sweep} is pooled over folds, each with a model of its own: "
+                       "register one fold's run with --run-id")
+    return run
+
+
+def build_sweep_report(client: MlflowClient, experiment_name: str, sweep: str, out_dir: Path | None = None,
+                       parent_run_id: str | None = None, formats: tuple[str, ...] = ("markdown",)) -> dict[str, Path]:
+    """Write `<sweep>.md`, `<sweep>.csv`, `<sweep>_table6.md`, two PNGs and, for runs scored
+    per dataset (a composite), `<sweep>_datasets.md`; with "latex" in `formats` each table
+    as `.tex` too. Into `out_dir`, and logged to `parent_run_id`, from the runs in the store alone."""
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise MerError(f"table format(s) {unknown} are unknown; choose from {list(FORMATS)}")
+    runs, keys, left_out, grouped, rows = sweep_cells(client, experiment_name, sweep)
     names = [short_name(k) for k in keys]  # as the runs' params and names spell them
     note = protocol_note(runs, rows) + "".join(f" Left out: {line}." for line in left_out)
+    title = table_title(sweep, keys, runs)
+    entries, table6_text = table6(rows, names, note, param(runs[0], "data.name") or "?")
+    texts = {"table": (table_markdown(sweep, title, names, rows, note), f"{sweep}.md"),
+             "csv": (table_csv(names, rows, sweep), f"{sweep}.csv"),
+             "table6": (table6_markdown(entries, table6_text), f"{sweep}_table6.md")}
+    if "latex" in formats:
+        texts["latex"] = (table_latex(sweep, title, names, rows, note), f"{sweep}.tex")
+        texts["table6_latex"] = (table6_latex(entries, f"{TABLE6_TITLE}. {table6_text}", sweep), f"{sweep}_table6.tex")
+    datasets, per_dataset = dataset_rows(grouped)
+    if datasets:
+        texts["datasets"] = (dataset_markdown(title, names, datasets, per_dataset, note), f"{sweep}_datasets.md")
+        if "latex" in formats:
+            texts["datasets_latex"] = (dataset_latex(title, names, datasets, per_dataset, note, sweep), f"{sweep}_datasets.tex")
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(out_dir) if out_dir else Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
-        files = {
-            "table": folder / f"{sweep}.md",
-            "csv": folder / f"{sweep}.csv",
-            "table6": folder / f"{sweep}_table6.md",
-            "plot": folder / f"{sweep}_accuracy.png",
-            "curves": folder / f"{sweep}_curves.png",
-        }
-        title = table_title(sweep, keys, runs)
-        files["table"].write_text(table_markdown(sweep, title, names, rows, note))
-        files["csv"].write_text(table_csv(names, rows, sweep))
-        files["table6"].write_text(table6_markdown(rows, names, note, param(runs[0], "data.name") or "?"))
-        for name, figure in (("plot", value_plot(sweep, title, names, rows)), ("curves", curves_plot(client, title, names, grouped))):
-            figure.savefig(files[name], dpi=110)
+        files = {}
+        for kind, (text, name) in texts.items():
+            files[kind] = folder / name
+            atomic_write_text(files[kind], text)
+        for kind, figure in (("plot", value_plot(sweep, title, names, rows)), ("curves", curves_plot(client, title, names, grouped))):
+            files[kind] = folder / f"{sweep}_{'accuracy' if kind == 'plot' else 'curves'}.png"
+            figure.savefig(files[kind], dpi=110)
             plt.close(figure)
         if parent_run_id:
             for path in files.values():

@@ -27,18 +27,12 @@ class TrainedModel:
     run_cfg: DictConfig
     classes: list[str]
     settings: PreprocessSettings
-    offset: float
-    scale: float
+    network_input: NetworkInput  # the input scaling and data.input the network was trained with
     checkpoint: Path
     checkpoint_sha256: str
     run_id: str | None
     # The store given for the run; a checkpoint file's own run is looked up there first.
     tracking_uri: str
-    input: str = "frames"  # data.input the network was trained on
-
-    @property
-    def network_input(self) -> NetworkInput:
-        return NetworkInput(self.offset, self.scale, self.input)
 
     @property
     def preprocess_sha256(self) -> str:
@@ -50,8 +44,8 @@ class TrainedModel:
 
         return {"checkpoint": str(self.checkpoint), "checkpoint_sha256": self.checkpoint_sha256,
                 "run_id": self.run_id, "preprocess": self.settings.as_dict(),
-                "preprocess_sha256": self.preprocess_sha256, "input_offset": self.offset, "input_scale": self.scale,
-                "input": self.input, "versions": package_versions()}
+                "preprocess_sha256": self.preprocess_sha256, "input_offset": self.network_input.offset,
+                "input_scale": self.network_input.scale, "input": self.network_input.input, "versions": package_versions()}
 
 
 def input_scaling_of(stored: dict, run_cfg: DictConfig, path: Path) -> tuple[float, float]:
@@ -70,7 +64,7 @@ def load_trained(checkpoint: Path | None = None, run_id: str | None = None,
     `download_dir`, by default a folder of that run's under the system's temporary one)."""
     from mlflow.tracking import MlflowClient
 
-    from mer.evaluation import checkpoint_from_run, load_checkpoint
+    from mer.models.checkpoint_io import checkpoint_from_run, load_checkpoint
 
     if (checkpoint is None) == (run_id is None):
         raise MerError("give exactly one of --checkpoint FILE or --run-id ID")
@@ -90,9 +84,9 @@ def load_trained(checkpoint: Path | None = None, run_id: str | None = None,
             raise
         params = client.get_run(run_id).data.params
         offset, scale = float(params["fold.input_offset"]), float(params["fold.input_scale"])
+    network_input = NetworkInput(offset, scale, OmegaConf.select(run_cfg, "data.input", default="frames"))
     return TrainedModel(module.net.eval(), run_cfg, list(run_cfg.data.classes), PreprocessSettings.from_config(run_cfg.preprocess),
-                        offset, scale, checkpoint, file_sha256(checkpoint), run_id or stored.get("mer_run_id"),
-                        tracking_uri, OmegaConf.select(run_cfg, "data.input", default="frames"))
+                        network_input, checkpoint, file_sha256(checkpoint), run_id or stored.get("mer_run_id"), tracking_uri)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -158,7 +152,8 @@ def export_checked(model: TrainedModel, path: Path, check_batch: int = 8, seed: 
     stored = onnx.load(str(path))
     for key, value in {"mer.checkpoint_sha256": model.checkpoint_sha256, "mer.preprocess_sha256": model.preprocess_sha256,
                        "mer.preprocess": json.dumps(settings.as_dict(), sort_keys=True),
-                       "mer.input_offset": repr(model.offset), "mer.input_scale": repr(model.scale), "mer.input": model.input,
+                       "mer.input_offset": repr(model.network_input.offset), "mer.input_scale": repr(model.network_input.scale),
+                       "mer.input": model.network_input.input,
                        "mer.classes": json.dumps(model.classes),
                        "mer.max_abs_probability_difference": repr(difference)}.items():
         entry = stored.metadata_props.add()

@@ -35,7 +35,7 @@ OFFLINE_RUN_TAG = "mer.offline_run"  # on the server, after upload: the local ru
 UPLOADED_TAG = "mer.uploaded_to"  # on the local run, after upload: `<server uri> <run id>`
 # Calls whose first argument is a run id, and those of them that write.
 WRITES = {"log_batch", "log_param", "log_metric", "set_tag", "delete_tag", "log_artifact", "log_artifacts", "log_text",
-          "log_dict", "log_figure", "log_bytes", "set_terminated", "update_run"}
+          "log_dict", "log_figure", "log_bytes", "log_inputs", "set_terminated", "update_run"}
 RUN_CALLS = WRITES | {"get_run", "list_artifacts", "download_artifacts", "get_metric_history"}
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
 MAX_PARAMS_PER_BATCH = 100
@@ -152,6 +152,14 @@ class FallbackClient:
         if call.name in RUN_CALLS and call.args:
             return invoke(local, call, self._local_id(call.args[0]))
         return invoke(local, call)
+
+    def store_of(self, run_id: str) -> tuple[str, str]:
+        """(tracking uri, run id) where the run is written now: the server's, or once the
+        server is lost the local store's continuation (for writers that bypass this client,
+        such as MLflow's model logging)."""
+        if self.tracking_uri not in LOST_SERVERS:
+            return self.tracking_uri, run_id
+        return LOST_SERVERS[self.tracking_uri].uri, self._local_id(run_id)
 
     def _offline_tags(self) -> dict[str, str]:
         return {OFFLINE_URI_TAG: LOST_SERVERS[self.tracking_uri].uri, OFFLINE_SERVER_TAG: self.tracking_uri}

@@ -36,6 +36,7 @@ if importlib.util.find_spec("pytest_timeout"):
 
 CHROMIUM = Path("/usr/bin/chromium")
 ML_VIEW = "workflowType=machine_learning"
+SAVED_VIEW = "viewStateShareKey=mer-comparison"  # the comparison view `mer ui` saves on the experiment
 WAIT_MS = 45_000
 VARIED = {"optim.lr": ("0.01", "0.001"), "model.dropout": ("0.3", "0.5")}
 RUN_NAME_CELL = '[role=gridcell][col-id="attributes.`Run Name`"]'
@@ -216,9 +217,10 @@ def ui(sweep) -> dict:
             if time.monotonic() > deadline:
                 pytest.fail(f"mer ui did not answer on port {port} within 180 s:\n{log.read_text()[-3000:]}")
             time.sleep(0.5)
-        printed = [line for line in log.read_text().splitlines() if line.startswith("runs table: ")]
-        assert printed, f"mer ui printed no runs-table address:\n{log.read_text()[:2000]}"
-        yield {"runs_table": printed[0].removeprefix("runs table: ").strip(), "base": f"http://127.0.0.1:{port}/#",
+        printed = {key.strip(): value.strip() for key, _, value in
+                   (line.partition(": ") for line in log.read_text().splitlines() if line.startswith(("runs table:", "models:")))}
+        assert {"runs table", "models"} <= set(printed), f"mer ui printed no runs-table or models address:\n{log.read_text()[:2000]}"
+        yield {"runs_table": printed["runs table"], "models": printed["models"], "base": f"http://127.0.0.1:{port}/#",
                "log": log}
     finally:
         for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
@@ -237,11 +239,16 @@ def run_page_url(ui: dict, sweep: dict, run_id: str) -> str:
     return f"{ui['base']}/experiments/{sweep['experiment_id']}/runs/{run_id}?{ML_VIEW}"
 
 
+def run_row(page, run_id: str):
+    """A run's row: its id, or in a grouped table `<group id>.<run id>`."""
+    return page.locator(f'[role=row][row-id="{run_id}"], [role=row][row-id$=".{run_id}"]')
+
+
 def show_sweep_children(page, sweep: dict) -> None:
-    """Expand the sweep parent's row until its child rows are in the table."""
-    first_child = page.locator(f'[role=row][row-id="{sweep["children"][0].info.run_id}"]')
+    """Expand the sweep parent's row, where the table nests them, until its child rows are in the table."""
+    first_child = run_row(page, sweep["children"][0].info.run_id)
     if first_child.count() == 0:
-        page.locator(f'[role=row][row-id="{sweep["parent"].info.run_id}"]').locator(EXPAND_CHILDREN).first.click()
+        run_row(page, sweep["parent"].info.run_id).locator(EXPAND_CHILDREN).first.click()
     first_child.first.wait_for()
 
 
@@ -250,7 +257,7 @@ def show_sweep_children(page, sweep: dict) -> None:
 
 def test_the_printed_address_opens_the_runs_table_not_the_genai_overview(page, ui, sweep, shots):
     experiment_id = sweep["experiment_id"]
-    assert ui["runs_table"].endswith(f"/#/experiments/{experiment_id}/runs?{ML_VIEW}"), ui["runs_table"]
+    assert ui["runs_table"].endswith(f"/#/experiments/{experiment_id}/runs?{ML_VIEW}&{SAVED_VIEW}"), ui["runs_table"]
     open_page(page, ui["runs_table"], RUN_NAME_CELL)
     page.get_by_text(sweep["parent"].info.run_name, exact=True).first.wait_for()
     screenshot(page, shots, "a_runs_table")
@@ -268,7 +275,7 @@ def test_child_run_names_in_the_table_carry_the_varied_keys(page, ui, sweep, sho
     show_sweep_children(page, sweep)
     shown = {}
     for child in sweep["children"]:
-        row = page.locator(f'[role=row][row-id="{child.info.run_id}"]').locator(RUN_NAME_CELL)
+        row = run_row(page, child.info.run_id).locator(RUN_NAME_CELL)
         row.first.wait_for()
         shown[child.info.run_id] = row.first.inner_text().split("\n")[-1].strip()
     screenshot(page, shots, "b_runs_table_sweep_expanded")
@@ -318,7 +325,7 @@ def test_compare_view_of_the_sweep_runs(page, ui, sweep, shots):
     show_sweep_children(page, sweep)
     ids = [c.info.run_id for c in sweep["children"]]
     for run_id in ids:
-        page.locator(f'[role=row][row-id="{run_id}"] input.ag-checkbox-input').first.click()
+        run_row(page, run_id).locator("input.ag-checkbox-input").first.click()
     page.get_by_role("button", name="Compare", exact=True).click()
     page.get_by_text(f"Comparing {len(ids)} Runs").first.wait_for()
     address = urlsplit(page.url)
@@ -332,3 +339,40 @@ def test_compare_view_of_the_sweep_runs(page, ui, sweep, shots):
     screenshot(page, shots, "e_compare_sweep_runs")
     body = page.inner_text("body")
     assert "Run details" in body and "Parameters" in body and "Metrics" in body
+
+
+def test_the_printed_address_opens_the_comparison_columns_whole_names_datasets_and_models(page, ui, sweep, shots):
+    page.set_viewport_size({"width": 2800, "height": 1400})  # every chosen column on screen at once
+    open_page(page, ui["runs_table"], RUN_NAME_CELL)
+    page.get_by_text("mer: compare cells").first.wait_for()  # the saved view is the one open
+    page.get_by_text(f"Group: {sweep['parent'].data.tags['mer.sweep_id']}").first.wait_for()  # the sweep's runs together
+    for child in sweep["children"]:  # shown in their group, none folded away
+        run_row(page, child.info.run_id).first.wait_for()
+    screenshot(page, shots, "f_comparison_view")
+    headers = {h.strip() for h in page.get_by_role("columnheader").all_inner_texts()}
+    missing = {"test/acc", "test/uf1", "lr", "dropout", "epochs", "seed", "Dataset", "Models"} - headers
+    assert not missing, f"columns not shown: {sorted(missing)}; shown: {sorted(headers)}"
+    for child in sweep["children"]:
+        row = run_row(page, child.info.run_id)  # the pinned name column's row and the scrolling one's
+        name = row.locator(f"{RUN_NAME_CELL} a").first
+        assert name.inner_text().strip() == child.info.run_name
+        width, room = name.evaluate("e => [e.scrollWidth, e.clientWidth]")
+        assert width <= room, f"{child.info.run_name!r} is cut: {width} px of text in {room} px"
+        dataset = row.locator('[role=gridcell][col-id="attributes.`Dataset`"]').first.inner_text()
+        assert "builtin" in dataset and "Training" in dataset, dataset
+        assert row.locator('[role=gridcell][col-id="attributes.`Models`"]').first.inner_text().strip() == "model"
+        shown = row.locator('[role=gridcell][col-id="metrics.`test/acc`"]').first.inner_text().strip()
+        assert float(shown) == pytest.approx(child.data.metrics["test/acc"], abs=1e-4), shown
+
+
+def test_the_models_tab_lists_each_runs_logged_model(page, ui, sweep, shots):
+    assert ui["models"].endswith(f"/#/experiments/{sweep['experiment_id']}/models?{ML_VIEW}"), ui["models"]
+    open_page(page, ui["models"], "text=Model name")
+    for child in sweep["children"]:
+        page.get_by_text(child.info.run_name, exact=True).first.wait_for()
+    screenshot(page, shots, "g_models_tab")
+    client = MlflowClient(sweep["uri"])
+    logged = client.search_logged_models([sweep["experiment_id"]])
+    assert sorted(m.source_run_id for m in logged) == sorted(c.info.run_id for c in sweep["children"])
+    body = page.inner_text("body")
+    assert body.count("Ready") >= len(sweep["children"]), "the logged models are not all shown as Ready"
