@@ -67,12 +67,11 @@ def hydra_tags() -> dict[str, str]:
     if not HydraConfig.initialized():
         return {}
     hydra = HydraConfig.get()
-    tags = {"mer.hydra_mode": str(hydra.mode.name if hasattr(hydra.mode, "name") else hydra.mode)}
-    if tags["mer.hydra_mode"] == "MULTIRUN":
-        # Every run of one sweep shares its sweep folder: group by this tag in the UI.
-        tags["mer.sweep_id"] = Path(hydra.sweep.dir).name
-        tags["mer.sweep_dir"] = str(hydra.sweep.dir)
-        tags["mer.job_num"] = str(hydra.job.num)
+    tags = {"mer.hydra_mode": str(getattr(hydra.mode, "name", hydra.mode))}
+    sweep_dir = multirun_sweep_dir()
+    if sweep_dir:
+        # Every run of one sweep shares its sweep folder: the UI's saved view groups by this tag.
+        tags |= {"mer.sweep_id": Path(sweep_dir).name, "mer.sweep_dir": sweep_dir, "mer.job_num": str(hydra.job.num)}
     return tags
 
 

@@ -5,6 +5,7 @@ Model Registry with an alias, `mer predict --model models:/NAME@ALIAS`, and what
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,3 +104,35 @@ def test_register_refuses_a_pick_on_held_out_clips_unless_opted_in(tmp_path, cap
     # these hand-made runs trained nothing: the pick is made, then refused for want of a model
     assert mer_main(["register", "--sweep", "table3_lr", "--tracking-uri", uri]) == 1
     assert "logged no MLflow model" in capsys.readouterr().err
+
+
+def test_log_onnx_adds_the_checked_onnx_export_beside_the_pyfunc(make_cfg, tmp_path, shared_dirs):
+    import mlflow
+    import onnxruntime
+
+    from mer.spotting.logged_model import fluent_store
+    from mer.spotting.model import softmax
+    from mer.training import train
+
+    overrides = ["trainer.max_epochs=1", "test=false", "logger.log_onnx=true"]
+    train(make_cfg(*overrides), overrides)
+    (checkpoint,) = (tmp_path / "out" / "checkpoints").glob("epoch*.ckpt")
+    uri = f"sqlite:///{shared_dirs['store']}"
+    client = MlflowClient(uri)
+    run_id = torch.load(checkpoint, map_location="cpu", weights_only=False)["mer_run_id"]
+    models = {client.get_logged_model(o.model_id).name: o.model_id for o in client.get_run(run_id).outputs.model_outputs}
+    assert sorted(models) == ["model", "onnx"]
+    onnx_model = client.get_logged_model(models["onnx"])
+    assert onnx_model.source_run_id == run_id and onnx_model.tags["mer.flavor"] == "onnx"
+    trained = load_trained(checkpoint)
+    s = trained.settings
+    clips = np.random.default_rng(7).integers(0, 256, (3, s.depth, s.size, s.size), dtype=np.uint8)
+    with fluent_store(uri):
+        local = mlflow.artifacts.download_artifacts(f"models:/{models['onnx']}", dst_path=str(tmp_path / "onnx"))
+        metadata = mlflow.models.Model.load(local).metadata
+    assert float(metadata["mer.max_abs_probability_difference"]) < 1e-4
+    (path,) = Path(local).glob("*.onnx")
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = trained.network_input(torch.from_numpy(clips)[:, None]).numpy()
+    np.testing.assert_allclose(softmax(session.run(["logits"], {"clips": x})[0].astype(np.float64)),
+                               TorchClassifier(trained)(clips), atol=1e-4)

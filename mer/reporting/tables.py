@@ -146,7 +146,7 @@ def cells(runs, keys: list[str]) -> dict[tuple, list]:
     return dict(sorted(grouped.items()))
 
 
-def summarise(grouped: dict[tuple, list]) -> list[dict]:
+def cell_rows(grouped: dict[tuple, list]) -> list[dict]:
     """One row per cell, in the cells' order; the cell with the best held-out mean is the
     row marked `best` (the first of equals), the one definition tables and sweep parents share."""
     rows = []
@@ -172,7 +172,7 @@ def best_cell_summary(runs: list, keys: list[str]) -> tuple[dict[str, float], di
     validation split, of the cell that split picks."""
     # Counted first: a sweep whose every cell lacks folds has fold runs with figures but no cell.
     grouped = cells(counted_runs(runs), keys)
-    rows = summarise(grouped) if grouped else []
+    rows = cell_rows(grouped) if grouped else []
     metrics = {"cells": float(len(rows)), "runs": float(sum(r["n"] for r in rows))}
     if not rows:
         return metrics, {}
@@ -323,7 +323,7 @@ def sweep_cells(client: MlflowClient, experiment_name: str, sweep: str) -> tuple
     for line in left_out:
         log.warning("sweep %s: left out of the tables, %s", sweep, line)
     grouped = cells(runs, keys)
-    return runs, keys, left_out, grouped, summarise(grouped)
+    return runs, keys, left_out, grouped, cell_rows(grouped)
 
 
 # How `mer register --sweep` may pick a cell; a pick on the held-out clips needs an opt-in by name.

@@ -290,7 +290,7 @@ def evaluate_recordings(pairs: Sequence[tuple[Recording, TrainedModel]], cfg: Di
     return results
 
 
-def summarise(videos: list[VideoScore], classes: Sequence[str], draws: int, seed: int) -> SpotEvalResult:
+def spot_eval_result(videos: list[VideoScore], classes: Sequence[str], draws: int, seed: int) -> SpotEvalResult:
     typed = {kind: sum((v.typed[kind] for v in videos), SpotCounts()) for kind in TYPES}
     # The baseline places its intervals in every recording spotting was scored on, at its
     # full length: a recording that could not be read still counts its misses for both.
@@ -337,7 +337,7 @@ def spot_eval(cfg: DictConfig, models: Sequence[TrainedModel], overrides: Sequen
                         **{f"faces.{k}": v for k, v in OmegaConf.to_container(cfg.faces).items()},
                         **{f"spotting.{k}": v for k, v in OmegaConf.to_container(cfg.spotting).items()}})
         videos = evaluate_recordings(pairs, cfg, fps)
-        result = summarise(videos, classes, cfg.baseline_draws, cfg.seed)
+        result = spot_eval_result(videos, classes, cfg.baseline_draws, cfg.seed)
         result.notes = assignment.notes()
         with tempfile.TemporaryDirectory() as scratch:
             for video in videos:
