@@ -31,8 +31,10 @@ def test_ctrl_c_in_a_sweep_marks_its_runs_killed_and_exits_130(train_overrides, 
     assert stderr.strip().splitlines()[-1] == "stopped: interrupted by SIGINT"
     runs = {run.data.tags.get("mer.role", "job"): run for run in store_runs(tmp_path / "mlflow.db")}
     assert set(runs) == {"job", "sweep_parent"}
-    for run in runs.values():
-        assert run.info.status == "KILLED" and run.data.tags["mer.error"] == "interrupted by SIGINT"
+    for role, run in runs.items():
+        # which run, and the process's own account, where one is left open (seen once, on a fresh clone's first test)
+        assert run.info.status == "KILLED" and run.data.tags.get("mer.error") == "interrupted by SIGINT", \
+            (role, run.info.status, run.data.tags.get("mer.error"), stderr[-3000:])
         assert "mer.complete" not in run.data.tags
 
 
