@@ -169,23 +169,21 @@ def dataset_parts(records: Sequence[ClipRecord], p: ProtocolSettings) -> list[tu
 
 
 def make_folds(records: Sequence[ClipRecord], p: ProtocolSettings) -> list[dict]:
-    ids = sorted(r.clip_id for r in records)
     if p.name in DATASET_PROTOCOLS:
         parts = dataset_parts(records, p)
-        tests = [(name, test) for name, _, test in parts]
-        trains = [train for _, train, _ in parts]
-    elif p.name == "holdout":
-        _, test = holdout_split(records, p.holdout_fraction, p.split_seed, p.stratify, p.subject_disjoint)
-        tests = [("holdout", test)]
-    elif p.name == "loso":
-        tests = [(f"subject={s}", part) for s, part in subject_parts(records)]
     else:
-        tests = [(f"fold={i}", part) for i, part in enumerate(kfold_parts(records, p.k, p.split_seed, p.stratify))]
-    if p.name not in DATASET_PROTOCOLS:
-        trains = [sorted(set(ids) - set(test)) for _, test in tests]
+        if p.name == "holdout":
+            _, test = holdout_split(records, p.holdout_fraction, p.split_seed, p.stratify, p.subject_disjoint)
+            tests = [("holdout", test)]
+        elif p.name == "loso":
+            tests = [(f"subject={s}", part) for s, part in subject_parts(records)]
+        else:
+            tests = [(f"fold={i}", part) for i, part in enumerate(kfold_parts(records, p.k, p.split_seed, p.stratify))]
+        ids = {r.clip_id for r in records}
+        parts = [(name, sorted(ids - set(test)), test) for name, test in tests]
     by_id = {r.clip_id: r for r in records}
     folds = []
-    for index, ((name, test), train) in enumerate(zip(tests, trains)):
+    for index, (name, train, test) in enumerate(parts):
         val: list[str] = []
         if p.inner_val_fraction > 0:
             train, val = holdout_split([by_id[i] for i in train], p.inner_val_fraction, p.split_seed + 1 + index, p.stratify,

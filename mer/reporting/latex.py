@@ -34,12 +34,11 @@ def figure(mean: float, std: float) -> str:
     return f"{mean:.2f} $\\pm$ {std:.2f}"
 
 
-def table_latex(sweep: str, title: str, keys: Sequence[str], rows: Sequence[dict], note: str) -> str:
+def table_latex(sweep: str, title: str, keys: Sequence[str], rows: Sequence[dict], note: str,
+                by_val: dict | None) -> str:
     """A sweep's accuracy table: mean ± std per cell, runs and seeds, the paper's figure where
-    it has one; bold the best held-out mean, † the cell the inner validation split picks."""
+    it has one; bold the best held-out mean, † `by_val`, the cell the inner validation split picks."""
     paper = PAPER_TABLES.get(sweep)
-    judged = [r for r in rows if r["val_mean"] is not None]
-    by_val = max(judged, key=lambda r: r["val_mean"]) if len(judged) == len(rows) else None
     body = []
     for row in rows:
         ours = figure(row["mean"], row["std"])

@@ -164,6 +164,11 @@ def cell_rows(grouped: dict[tuple, list]) -> list[dict]:
     return rows
 
 
+def inner_val_pick(rows: list[dict]) -> dict | None:
+    """The cell the inner validation split picks (best mean val/acc_best), where every cell's runs have one."""
+    return max(rows, key=lambda r: r["val_mean"]) if rows and all(r["val_mean"] is not None for r in rows) else None
+
+
 def best_cell_summary(runs: list, keys: list[str]) -> tuple[dict[str, float], dict[str, str]]:
     """A sweep parent's figures over its complete runs, cells being the values of the varied
     `keys` (the seed and the fold apart), as its tables group them: how many cells and runs,
@@ -177,9 +182,8 @@ def best_cell_summary(runs: list, keys: list[str]) -> tuple[dict[str, float], di
     if not rows:
         return metrics, {}
     picks = [("best_cell_by_test_acc", next(r for r in rows if r["best"]))]
-    judged = [r for r in rows if r["val_mean"] is not None]
-    if len(judged) == len(rows):
-        picks.append(("best_cell_by_val_acc", max(judged, key=lambda r: r["val_mean"])))
+    if inner_val_pick(rows) is not None:
+        picks.append(("best_cell_by_val_acc", inner_val_pick(rows)))
     tags = {}
     for prefix, row in picks:
         accs = [accuracy(r) for r in row["members"]]
@@ -344,10 +348,10 @@ def picked_run(client: MlflowClient, experiment_name: str, sweep: str, pick: str
         row = next(r for r in rows if r["best"])
         run = max(row["members"], key=accuracy)
     else:
-        if any(r["val_mean"] is None for r in rows):
+        row = inner_val_pick(rows)
+        if row is None:
             raise MerError(f"the runs of sweep {sweep!r} have no inner validation split to pick by; train them with "
                            "protocol.selection=val protocol.inner_val_fraction=0.15")
-        row = max(rows, key=lambda r: r["val_mean"])
         run = max(row["members"], key=lambda r: first_metric(r, SELECTION_METRICS))
     if run.data.tags.get("mer.role") == POOLED_ROLE or "pooled/test/acc" in run.data.metrics:
         raise MerError(f"the cell {cell_name(keys, row) or sweep} is pooled over folds, each with a model of its own: "
@@ -372,7 +376,7 @@ def build_sweep_report(client: MlflowClient, experiment_name: str, sweep: str, o
              "csv": (table_csv(names, rows, sweep), f"{sweep}.csv"),
              "table6": (table6_markdown(entries, table6_text), f"{sweep}_table6.md")}
     if "latex" in formats:
-        texts["latex"] = (table_latex(sweep, title, names, rows, note), f"{sweep}.tex")
+        texts["latex"] = (table_latex(sweep, title, names, rows, note, inner_val_pick(rows)), f"{sweep}.tex")
         texts["table6_latex"] = (table6_latex(entries, f"{TABLE6_TITLE}. {table6_text}", sweep), f"{sweep}_table6.tex")
     datasets, per_dataset = dataset_rows(grouped)
     if datasets:
@@ -386,8 +390,9 @@ def build_sweep_report(client: MlflowClient, experiment_name: str, sweep: str, o
         for kind, (text, name) in texts.items():
             files[kind] = folder / name
             atomic_write_text(files[kind], text)
-        for kind, figure in (("plot", value_plot(sweep, title, names, rows)), ("curves", curves_plot(client, title, names, grouped))):
-            files[kind] = folder / f"{sweep}_{'accuracy' if kind == 'plot' else 'curves'}.png"
+        for kind, suffix, figure in (("plot", "accuracy", value_plot(sweep, title, names, rows)),
+                                     ("curves", "curves", curves_plot(client, title, names, grouped))):
+            files[kind] = folder / f"{sweep}_{suffix}.png"
             figure.savefig(files[kind], dpi=110)
             plt.close(figure)
         if parent_run_id:
