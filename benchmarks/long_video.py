@@ -53,10 +53,10 @@ CALLS = {1: 50, 20: 5}  # model calls per timed repeat
 
 def make_checkpoint(folder: Path) -> Path:
     """The real config, one epoch on 18 tiny generated clips (as tests/test_export.py does)."""
-    from mer.config import compose_train
+    from mer.common.config import compose_train
     from mer.synthetic.generator import GeneratorSettings
     from mer.synthetic.layout_writers import generate_smic_hs
-    from mer.training import train
+    from mer.commands.train import train
 
     tiny = GeneratorSettings(subjects=6, clips_per_subject=3, min_frames=10, max_frames=12, seed=3)
     tree = generate_smic_hs(folder / "smic", tiny, progress=False)

@@ -127,9 +127,9 @@ def lightning_fit(cache_dir: str, epochs: int) -> dict:
     from hydra.utils import instantiate
     from pytorch_lightning.loggers import MLFlowLogger
 
-    from mer.config import compose_train
+    from mer.common.config import compose_train
     from mer.data.datamodule import ClipDataModule
-    from mer.training import build_module
+    from mer.commands.train import build_module
 
     records, cache, fold = _bench_cache(Path(cache_dir))
     cfg = compose_train([f"paths.root_dir={cache_dir}", f"paths.output_dir={cache_dir}/run"])

@@ -11,11 +11,11 @@ import pytest
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 
-from mer.cli import main as mer_main
-from mer.config import CONFIG_DIR, compose_train
+from mer.commands.cli import main as mer_main
+from mer.common.config import CONFIG_DIR, compose_train
 from mer.synthetic.generator import STILL, GeneratorSettings
 from mer.synthetic.layout_writers import generate_smic_hs
-from mer.training import train
+from mer.commands.train import train
 
 ROOT = CONFIG_DIR.parent
 TINY = GeneratorSettings(subjects=6, clips_per_subject=3, min_frames=10, max_frames=12, seed=3)
@@ -64,7 +64,7 @@ def known_table3_store(tmp_path) -> MlflowClient:
     known = {0.01: [0.5, 0.7], 0.001: [0.8, 0.9, 1.0], 0.0001: [0.6]}
     for lr, accs in known.items():
         for seed, acc in enumerate(accs, 1):
-            run = client.create_run(experiment, tags={"mer.sweep_name": "table3_lr", "mer.selection": "last_epoch",
+            run = client.create_run(experiment, tags={"mer.sweep_name": "table3_lr", "mer.common.selection": "last_epoch",
                                                       "mer.config_hash": f"c{seed}" if lr == 0.0001 else f"{lr}-{seed}",
                                                       "mer.complete": "true"})
             for key, value in {"optim.lr": lr, "seed": seed, "sweep.varied": "optim.lr", "data.name": "builtin",

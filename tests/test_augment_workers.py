@@ -7,7 +7,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 
-from mer.config import compose_train
+from mer.common.config import compose_train
 from mer.data.datamodule import ClipDataModule, ClipDataset
 
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from mer.config import compose_train
+from mer.common.config import compose_train
 from mer.data.datamodule import ClipDataModule
 from mer.data.scaling import input_scaling
-from mer.errors import MerError
-from mer.training import train
+from mer.common.errors import MerError
+from mer.commands.train import train
 
 
 def test_the_preset_has_the_published_settings():

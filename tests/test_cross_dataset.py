@@ -9,11 +9,11 @@ from sklearn.metrics import f1_score, recall_score
 
 from mer.data.splits import ProtocolSettings, make_folds
 from mer.datasets.records import ClipRecord
-from mer.errors import MerError
+from mer.common.errors import MerError
 from mer.reporting.folds import read_predictions_csv
 
 from conftest import base_overrides, run_script
-from mer.cli import main as mer_main
+from mer.commands.cli import main as mer_main
 
 # Hand-made records: two subjects per dataset, two clips each.
 RECORDS = [ClipRecord(f"{d}_{s}_{i}", f"{d}_{s}", label, Path("."), source=d)

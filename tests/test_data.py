@@ -19,7 +19,7 @@ from mer.datasets.records import ClipRecord
 from mer.synthetic.generator import clip_plan
 from mer.datasets.smic_hs import index_smic_hs
 from mer.data.splits import ProtocolSettings, holdout_split, load_or_make_folds, make_folds
-from mer.errors import MerError
+from mer.common.errors import MerError
 from mer.preprocess.frames import frame_number
 from mer.preprocess.pipeline import PreprocessSettings
 

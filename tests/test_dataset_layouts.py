@@ -14,7 +14,7 @@ import openpyxl
 import pytest
 from hydra import compose, initialize_config_dir
 
-from mer.config import CONFIG_DIR
+from mer.common.config import CONFIG_DIR
 from mer.datasets.workbook import read_table
 from mer.datasets.casme2 import index_casme2
 from mer.datasets.composite import MEGC2019_LABELS, index_composite
@@ -23,7 +23,7 @@ from mer.synthetic.layout_writers import SAMM_PREAMBLE, generate_layout, write_a
 from mer.datasets.samm import index_samm
 from mer.datasets.smic_e import index_smic_e
 from mer.data.index import index_dataset
-from mer.errors import MerError
+from mer.common.errors import MerError
 from mer.preprocess.frames import frame_number
 
 SETTINGS = GeneratorSettings(subjects=2, clips_per_subject=3, min_frames=10, max_frames=12, seed=5)

@@ -13,13 +13,14 @@ from hydra import compose, initialize_config_dir
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
-from mer.config import CONFIG_DIR
-from mer.distributed import ShardSampler, interleave_shards, is_global_rank_zero
-from mer.evaluation import evaluate, localise
+from mer.common.config import CONFIG_DIR
+from mer.common.distributed import ShardSampler, interleave_shards, is_global_rank_zero
+from mer.commands.evaluate import evaluate
+from mer.tracking.reproduce import localise
 from mer.models.checkpoint_io import load_checkpoint
 from mer.data.prepare import prepare_data
-from mer.errors import MerError
-from mer.training import build_datamodule, train
+from mer.common.errors import MerError
+from mer.commands.train import build_datamodule, train
 
 from conftest import run_script
 

@@ -121,7 +121,7 @@ def test_data_summary_counts_per_class_and_subject(tmp_path, tiny_tree):
     import subprocess
     import sys
 
-    result = subprocess.run([sys.executable, "-m", "mer.cli", "data", "summary", f"data.root={tiny_tree}",
+    result = subprocess.run([sys.executable, "-m", "mer.commands.cli", "data", "summary", f"data.root={tiny_tree}",
                              f"paths.root_dir={tmp_path}"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "18 clips, 6 subjects, 3 classes." in result.stdout
@@ -159,7 +159,7 @@ def test_evaluate_uses_its_own_folders_not_the_training_machines(tmp_path, tiny_
 
 def test_the_experiment_opens_as_model_training_with_its_description_and_mer_ui_prints_its_address(tmp_path):
     store = f"sqlite:///{tmp_path}/mlflow.db"
-    done = subprocess.run([sys.executable, "-m", "mer.cli", "ui", "--tracking-uri", store, "--port", "5123", "--dry-run"],
+    done = subprocess.run([sys.executable, "-m", "mer.commands.cli", "ui", "--tracking-uri", store, "--port", "5123", "--dry-run"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     experiment = MlflowClient(store).get_experiment_by_name("mer")

@@ -2,7 +2,7 @@
 
 from omegaconf import OmegaConf
 
-from mer.evaluation import localise
+from mer.tracking.reproduce import localise
 
 
 def test_a_checkpoint_config_gets_this_commands_paths_and_keys_added_since():

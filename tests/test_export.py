@@ -5,11 +5,11 @@ import onnxruntime
 import pytest
 import torch
 
-from mer.cli import main as mer_main
+from mer.commands.cli import main as mer_main
 from mer.models.checkpoint_io import load_checkpoint
 from mer.models.export import export_onnx
 from mer.models.mer3dcnn import MER3DCNN
-from mer.training import train
+from mer.commands.train import train
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from mer.config import compose_train
+from mer.common.config import compose_train
 from mer.data.index import index_dataset
-from mer.errors import MerError
+from mer.common.errors import MerError
 from mer.synthetic.generator import (COMPLETE_MARKER, GENERATOR_VERSION, STILL, GeneratorSettings, SubjectStyle,
                                      placement, render_frames, rendered_clips, sensor, source_portrait, subject_style)
 from mer.preprocess.align import transform_points

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from mer.cli import main as mer_main
+from mer.commands.cli import main as mer_main
 from mer.datasets.smic_e import index_smic_e
 from mer.preprocess.regions import head_shift
 from mer.spotting.intervals import SpottingSettings, spot

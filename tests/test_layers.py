@@ -4,12 +4,13 @@ README's layout picture lists every module."""
 import ast
 from pathlib import Path
 
-from mer.config import PACKAGE_DIR, PROJECT_ROOT
+from mer.common.config import PACKAGE_DIR, PROJECT_ROOT
 
-# Top to bottom: a module may import from its own layer or any layer below it.
+# Top to bottom: a module may import from its own layer or any layer below it. The package
+# root holds only `__init__`: each module lives in the folder that names its layer.
 LAYERS = [
-    ("entry points", ("mer.cli", "mer.entrypoints")),
-    ("orchestration", ("mer.training", "mer.evaluation", "mer.sweep_callbacks", "mer.spotting")),
+    ("commands", ("mer.commands",)),
+    ("spotting", ("mer.spotting",)),
     ("reporting", ("mer.reporting",)),
     ("tracking", ("mer.tracking",)),
     ("data", ("mer.data",)),
@@ -17,42 +18,70 @@ LAYERS = [
     ("datasets", ("mer.datasets",)),
     ("preprocess", ("mer.preprocess",)),
     ("models", ("mer.models",)),
-    ("shared", ("mer.config", "mer.distributed", "mer.errors", "mer.files", "mer.interrupts", "mer.metrics", "mer.selection", "mer.value_checks", "mer")),
+    ("common", ("mer.common", "mer")),
 ]
 
 
-def module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE_DIR.parent).with_suffix("").parts
+def module_name(path: Path, package_dir: Path = PACKAGE_DIR) -> str:
+    parts = path.relative_to(package_dir.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-MODULES = {module_name(p): p for p in PACKAGE_DIR.rglob("*.py")}
+def package_modules(package_dir: Path) -> dict[str, Path]:
+    return {module_name(p, package_dir): p for p in package_dir.rglob("*.py")}
+
+
+MODULES = package_modules(PACKAGE_DIR)
 
 
 def layer(module: str) -> int:
     matches = [(len(prefix), rank) for rank, (_, prefixes) in enumerate(LAYERS) for prefix in prefixes
                if module == prefix or module.startswith(prefix + ".")]
-    assert matches, f"{module} belongs to no layer: add it to LAYERS and to the README's layout"
+    assert matches, f"{module} belongs to no layer: add it to LAYERS and to the docs' layout"
     return max(matches)[1]
 
 
-def imports(path: Path, top_level_only: bool = False) -> set[str]:
-    tree = ast.parse(path.read_text())
-    nodes = tree.body if top_level_only else ast.walk(tree)
+def imports(path: Path, modules: dict[str, Path] = MODULES) -> set[str]:
     found = set()
-    for node in nodes:
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.startswith("mer")}
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mer") and node.level == 0:
-            # `from mer import config` imports the module mer.config
-            found |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in MODULES else node.module for a in node.names}
+            # `from mer.common import config` imports the module mer.common.config
+            found |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module for a in node.names}
     return found
 
 
-def test_no_module_imports_from_a_layer_above_it():
+def layering_faults(package_dir: Path) -> list[str]:
+    """Each module loose at the package root, and each import from a layer above the importer."""
+    modules = package_modules(package_dir)
+    loose = [f"{p.name} is loose at the package root: move it into the folder of its layer"
+             for p in package_dir.glob("*.py") if p.name != "__init__.py"]
     upward = [f"{importer} ({LAYERS[layer(importer)][0]}) imports {imported} ({LAYERS[layer(imported)][0]})"
-              for importer, path in MODULES.items() for imported in imports(path) if layer(imported) < layer(importer)]
-    assert not upward, "\n".join(upward)
+              for importer, path in modules.items() for imported in imports(path, modules) if layer(imported) < layer(importer)]
+    return loose + upward
+
+
+def test_every_module_sits_in_its_layer_folder_and_imports_only_downward():
+    faults = layering_faults(PACKAGE_DIR)
+    assert not faults, "\n".join(faults)
+
+
+def test_the_layering_check_fires_on_a_loose_module_and_an_upward_import(tmp_path):
+    package = tmp_path / "mer"
+    for folder in ("common", "data", "commands"):
+        (package / folder).mkdir(parents=True)
+        (package / folder / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    (package / "helpers.py").write_text("X = 1\n")
+    (package / "commands" / "train.py").write_text("from mer.data.index import build_index\n")
+    (package / "data" / "index.py").write_text("import os\n\ndef build_index():\n    from mer.commands.train import fit\n")
+    (package / "common" / "files.py").write_text("from mer.data import index\n")
+    assert sorted(layering_faults(package)) == [
+        "helpers.py is loose at the package root: move it into the folder of its layer",
+        "mer.common.files (common) imports mer.data.index (data)",
+        "mer.data.index (data) imports mer.commands.train (commands)",
+    ]
 
 
 def test_no_import_cycles():
@@ -95,3 +124,14 @@ def test_the_wheel_lists_every_subpackage():
     listed = set(tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     packages = {module_name(p.parent) for p in PACKAGE_DIR.rglob("__init__.py")}
     assert listed == packages | {"mer.conf", "mer.sweeps"}, "pyproject.toml's [tool.setuptools] packages"
+
+
+def test_the_sweep_launcher_imports_neither_torch_nor_lightning():
+    """Hydra imports the sweep callbacks in the launching process before any job starts:
+    torch and Lightning there would add seconds to every sweep and every SLURM submission."""
+    import subprocess
+    import sys
+
+    probe = "import sys, mer.commands.sweep_callbacks; print(sorted({'torch', 'pytorch_lightning'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

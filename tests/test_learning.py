@@ -2,7 +2,7 @@
 
 import pytest
 
-from mer.training import train
+from mer.commands.train import train
 
 
 @pytest.mark.slow

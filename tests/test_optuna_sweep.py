@@ -5,7 +5,7 @@ from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from mer.config import CONFIG_DIR
+from mer.common.config import CONFIG_DIR
 
 from conftest import base_overrides, run_script
 from test_sweeps import SWEEPS
@@ -49,5 +49,5 @@ def test_tiny_optuna_sweep_parent_and_two_trials(tmp_path, tiny_tree, shared_dir
     # Optuna was told each trial's best inner-validation accuracy, so its best is the best child by it.
     (results,) = (tmp_path / "outputs").glob("hydra/multiruns/*/optimization_results.yaml")
     assert OmegaConf.load(results).best_value == pytest.approx(max(r.data.metrics["val/acc_best"] for r in children))
-    assert all(r.data.tags["mer.selection"] == "best val/acc" for r in children)
+    assert all(r.data.tags["mer.common.selection"] == "best val/acc" for r in children)
     assert parent.data.tags["mer.optimized_metric"] == "val/acc_best" and "mer.heldout_objective" not in parent.data.tags

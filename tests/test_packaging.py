@@ -8,7 +8,7 @@ import sysconfig
 import venv
 from pathlib import Path
 
-from mer.config import PROJECT_ROOT
+from mer.common.config import PROJECT_ROOT
 
 
 def test_a_wheel_in_a_fresh_venv_runs_from_any_folder(tmp_path, tiny_tree):
@@ -35,7 +35,7 @@ def test_a_wheel_in_a_fresh_venv_runs_from_any_folder(tmp_path, tiny_tree):
         return subprocess.run([str(env_dir / "bin" / args[0]), *args[1:]], cwd=elsewhere, capture_output=True, text=True,
                               timeout=600, env=env)
 
-    located = run("python", "-c", "import mer.config as c; print(c.CONFIG_DIR, c.RESOURCE_ROOT)")
+    located = run("python", "-c", "import mer.common.config as c; print(c.CONFIG_DIR, c.RESOURCE_ROOT)")
     assert located.stdout.split() == [str(site / "mer" / "conf"), str(site / "mer")], located.stderr[-2000:]
     summary = run("mer", "data", "summary", f"data.root={tiny_tree}")
     assert summary.returncode == 0 and "18 clips, 6 subjects, 3 classes." in summary.stdout, summary.stderr[-2000:]

@@ -6,7 +6,7 @@ import pytest
 
 from mer.synthetic.real_faces import FaceSource
 from mer.datasets.smic_hs import index_smic_hs
-from mer.errors import MerError
+from mer.common.errors import MerError
 from mer.preprocess.align import alignment_matrix, eye_line_angle, transform_points
 from mer.preprocess.faces import LEFT_EYE, MOUTH, RIGHT_EYE, DlibFaces, largest_face
 from mer.preprocess.frames import FrameSource, frame_number, list_frames, read_gray

@@ -2,7 +2,7 @@
 
 import cv2
 
-from mer.cli import main
+from mer.commands.cli import main
 from mer.synthetic.real_faces import FaceSource
 
 

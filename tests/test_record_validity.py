@@ -10,9 +10,9 @@ from mlflow.tracking import MlflowClient
 from mer.data.prepare import prepare_data
 from mer.data.splits import ProtocolSettings, make_folds
 from mer.datasets.smic_hs import index_smic_hs
-from mer.errors import MerError
+from mer.common.errors import MerError
 from mer.reporting.tables import build_sweep_report
-from mer.training import train
+from mer.commands.train import train
 
 
 def test_every_preprocessing_shares_one_split_and_a_lost_held_out_clip_is_named(tmp_path, make_cfg, tiny_tree):
@@ -70,7 +70,7 @@ def test_a_table_marks_a_cell_whose_runs_were_scored_on_other_clips(tmp_path):
         run = client.create_run(experiment, tags={"mer.sweep_name": "table3_lr", "mer.sweep_varied": "optim.lr",
                                                   "mer.fixed_settings_hash": "same", "mer.config_hash": f"{lr}-{seed}",
                                                   "mer.complete": "true", "mer.test_clips": clips,
-                                                  "mer.selection": "last_epoch"})
+                                                  "mer.common.selection": "last_epoch"})
         for key, value in (("lr", lr), ("seed", seed), ("data.name", "builtin"), ("data.root", "data/builtin_smic"),
                            ("fold.n_test", 15)):
             client.log_param(run.info.run_id, key, value)

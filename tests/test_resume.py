@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from mer.errors import MerError
-from mer.training import train
+from mer.common.errors import MerError
+from mer.commands.train import train
 
 from conftest import base_overrides, run_script
 from reliability.harness import start_train, store_runs

@@ -9,11 +9,11 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from mer.config import PROJECT_ROOT
-from mer.errors import MerError
+from mer.common.config import PROJECT_ROOT
+from mer.common.errors import MerError
 from mer.models.module import MicroExpressionModule
-from mer.selection import objective_value
-from mer.training import train
+from mer.common.selection import objective_value
+from mer.commands.train import train
 
 from conftest import base_overrides, run_script
 
@@ -78,7 +78,7 @@ def test_the_configured_checkpoint_monitor_is_used(make_cfg):
     metrics = train(cfg, [])
     client = MlflowClient(cfg.logger.tracking_uri)
     (run,) = client.search_runs([client.get_experiment_by_name("mer").experiment_id], "attributes.run_name = 'val-loss-monitor'")
-    assert run.data.tags["mer.selection"] == "best val/loss"
+    assert run.data.tags["mer.common.selection"] == "best val/loss"
     losses = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "val/loss"), key=lambda m: m.step)]
     assert len(losses) == 3 and int(run.data.params["fold.selected_epoch"]) == losses.index(min(losses))
     assert {"val/acc", "val/acc_best", "heldout/acc", "test/acc"} <= set(metrics)

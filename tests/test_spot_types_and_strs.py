@@ -5,7 +5,7 @@ departures from its written definition pinned down."""
 import numpy as np
 import pytest
 
-from mer.errors import MerError
+from mer.common.errors import MerError
 from mer.spotting.expression_types import MACRO, MICRO, ExpressionTypes
 from mer.spotting.intervals import SpottingSettings, spot
 from mer.spotting.megc import SpotCounts, spot_counts, typed_spotting

@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mer.cli import main as mer_main
-from mer.config import compose_train
+from mer.commands.cli import main as mer_main
+from mer.common.config import compose_train
 from mer.data.index import index_dataset
 from mer.data.spot_windows import NONE, WindowSampling, spotting_windows
 from mer.datasets.casme_sq import index_casme_sq
-from mer.errors import MerError
+from mer.common.errors import MerError
 from mer.spotting.intervals import SpottingSettings, spot
 from mer.spotting.model import load_trained
 from mer.spotting.windows import Window
-from mer.training import train
+from mer.commands.train import train
 
 CLASSES = (NONE, "negative", "positive", "surprise")
 LABELS = {"happy": "positive", "disgust": "negative", "anger": "negative"}
@@ -95,7 +95,7 @@ def test_the_spotter_is_a_tracked_loso_run_with_the_none_class(spotter_run):
     params = run.data.params
     assert run.info.status == "FINISHED"
     assert (params["windows.none_ratio"], params["windows.stride"], params["windows.seed"]) == ("2.0", "5", "0")
-    assert params["protocol"] == "loso" and run.data.tags["mer.selection"].startswith("best val/")
+    assert params["protocol"] == "loso" and run.data.tags["mer.common.selection"].startswith("best val/")
     assert int(params["fold.n_val"]) > 0 and run.data.tags["mer.fold"] == "subject=s15"
     assert load_trained(run_id=run.info.run_id, tracking_uri=store).classes == list(CLASSES)
 

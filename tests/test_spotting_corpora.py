@@ -15,13 +15,13 @@ import openpyxl
 import pytest
 import xlrd
 
-from mer.cli import main
+from mer.commands.cli import main
 from mer.data.index import index_dataset
 from mer.datasets.casme3 import index_casme3
 from mer.datasets.casme_sq import index_casme_sq
 from mer.datasets.records import MACRO, MICRO
 from mer.datasets.samm_lv import index_samm_lv
-from mer.errors import MerError
+from mer.common.errors import MerError
 from mer.preprocess.frames import frame_number
 from mer.spotting.evaluation import recordings_in
 from mer.synthetic.generator import STILL, GeneratorSettings

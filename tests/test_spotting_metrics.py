@@ -4,7 +4,7 @@ IoU >= 0.5, counts pooled over the database before the ratios, and the random ba
 import numpy as np
 import pytest
 
-from mer.errors import MerError
+from mer.common.errors import MerError
 from mer.spotting.expression_types import MACRO, MICRO
 from mer.spotting.megc import (
     BaselineScores,

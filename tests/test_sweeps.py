@@ -10,7 +10,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 
-from mer.config import CONFIG_DIR, PROJECT_ROOT
+from mer.common.config import CONFIG_DIR, PROJECT_ROOT
 from mer.reporting.tables import build_sweep_report
 from mer.tracking.runs import FIXED_SETTINGS_TAG
 
@@ -73,7 +73,7 @@ def test_tiny_sweep_parent_children_tables_and_resume(tmp_path, tiny_tree, share
     shutil.rmtree(tmp_path / "out", ignore_errors=True)
     shutil.rmtree(tmp_path / "outputs", ignore_errors=True)
     out = tmp_path / "tables"
-    cli = subprocess.run([sys.executable, "-m", "mer.cli", "tables", "--sweep", "table3_lr", "--out", str(out),
+    cli = subprocess.run([sys.executable, "-m", "mer.commands.cli", "tables", "--sweep", "table3_lr", "--out", str(out),
                           "--tracking-uri", f"sqlite:///{store}"], capture_output=True, text=True, timeout=300)
     assert cli.returncode == 0, cli.stderr[-2000:]
     for name in ("table3_lr.md", "table3_lr.csv", "table3_lr_table6.md", "table3_lr_accuracy.png", "table3_lr_curves.png"):

@@ -9,8 +9,8 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from mer.config import CONFIG_DIR
-from mer.training import train
+from mer.common.config import CONFIG_DIR
+from mer.commands.train import train
 
 
 def options(group):
@@ -107,7 +107,7 @@ def test_a_run_is_tracked_with_config_metrics_and_artifacts(make_cfg):
     assert run.info.status == "FINISHED"
     assert run.data.params["lr"] == "0.001" and run.data.params["seed"] == "1"
     assert run.data.params["fold.n_test"] == "4" and run.data.params["data.clips_failed"] == "0"
-    assert run.data.params["fold.selected_epoch"] == "1" and run.data.tags["mer.selection"] == "last_epoch"
+    assert run.data.params["fold.selected_epoch"] == "1" and run.data.tags["mer.common.selection"] == "last_epoch"
     for tag in ("mer.versions", "mlflow.source.git.commit", "mer.cpu"):
         assert tag in run.data.tags
     versions = run.data.tags["mer.versions"]
@@ -194,7 +194,7 @@ def test_selection_never_looks_at_test_labels(make_cfg):
     import dataclasses
 
     from mer.data.prepare import prepare_data
-    from mer.training import fit_fold
+    from mer.commands.train import fit_fold
     from mer.tracking.runs import tracked_run
 
     cfg = make_cfg("protocol.inner_val_fraction=0.3", "protocol.selection=val", "trainer.max_epochs=4", "test=false")

@@ -33,8 +33,8 @@ import numpy as np
 from tqdm import tqdm
 
 from mer.datasets.records import ClipRecord
-from mer.errors import MerError
-from mer.files import atomic_write, atomic_write_text, remove_orphaned_temporaries, json_digest
+from mer.common.errors import MerError
+from mer.common.files import atomic_write, atomic_write_text, remove_orphaned_temporaries, json_digest
 from mer.preprocess import pipeline
 from mer.preprocess.pipeline import PreprocessSettings, preprocess_clip
 

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from mer.data.augment import ClipAugmenter, seed_worker
 from mer.data.cache import ClipCache
 from mer.datasets.records import ClipRecord
-from mer.distributed import ShardSampler
+from mer.common.distributed import ShardSampler
 from mer.data.scaling import NetworkInput, input_scaling, scaling_mode
 
 

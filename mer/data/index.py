@@ -20,7 +20,7 @@ from mer.datasets.samm import index_samm
 from mer.datasets.samm_lv import index_samm_lv
 from mer.datasets.smic_hs import index_smic_hs
 from mer.datasets.smic_e import index_smic_e
-from mer.errors import MerError
+from mer.common.errors import MerError
 
 INDEXERS = {
     "smic_hs": index_smic_hs,

@@ -12,7 +12,7 @@ from mer.data.cache import CacheReport, ClipCache
 from mer.datasets.records import ClipRecord
 from mer.data.index import index_dataset
 from mer.data.splits import ProtocolSettings, load_or_make_folds
-from mer.errors import MerError
+from mer.common.errors import MerError
 from mer.preprocess.pipeline import PreprocessSettings
 
 log = logging.getLogger(__name__)

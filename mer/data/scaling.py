@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mer.errors import MerError
+from mer.common.errors import MerError
 
 SCALINGS = ("unit", "mean_max")
 # frames: the scaled frames (the paper). difference: each scaled frame minus the clip's

@@ -17,8 +17,8 @@ import numpy as np
 from sklearn.model_selection import KFold, LeaveOneGroupOut, StratifiedKFold
 
 from mer.datasets.records import ClipRecord, natural_key
-from mer.errors import MerError
-from mer.files import atomic_write_text, json_digest
+from mer.common.errors import MerError
+from mer.common.files import atomic_write_text, json_digest
 
 PROTOCOLS = ("holdout", "loso", "kfold", "lodo", "cross")
 # Protocols whose test part is whole datasets of a composite (data=megc_composite).

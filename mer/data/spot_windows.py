@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from mer.datasets.records import ClipRecord
-from mer.errors import MerError
+from mer.common.errors import MerError
 
 NONE = "none"
 

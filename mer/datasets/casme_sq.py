@@ -23,7 +23,7 @@ from mer.datasets.long_videos import IntervalRow, interval_records, kind_of, req
 from mer.datasets.records import ClipRecord
 from mer.datasets.workbook import cell_int, cell_text, sheet_values
 from mer.datasets.workbook_index import SkipRow, find_child
-from mer.errors import MerError
+from mer.common.errors import MerError
 
 FPS = 30.0
 FRAMES_FOLDER = "rawpic"

@@ -15,7 +15,7 @@ from mer.datasets.casme2 import index_casme2
 from mer.datasets.records import ClipRecord
 from mer.datasets.samm import index_samm
 from mer.datasets.smic_hs import index_smic_hs
-from mer.errors import MerError
+from mer.common.errors import MerError
 
 MEGC_CLASSES = ("negative", "positive", "surprise")
 # Emotions absent here (CASME II 'others', SAMM 'other') are reported and skipped.

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from mer.datasets.records import ClipRecord
-from mer.errors import MerError
+from mer.common.errors import MerError
 
 FACES_FILE = "mer-faces.json"
 # A record's `source` (a layout, or a composite part) -> its corpus family.

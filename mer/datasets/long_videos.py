@@ -24,7 +24,7 @@ from typing import Iterable, Mapping, Sequence
 from mer.datasets.records import MACRO, MICRO, ClipRecord
 from mer.datasets.workbook import cell_text
 from mer.datasets.workbook_index import SkipRow, frame_gaps, frame_index, normalise_label_map
-from mer.errors import MerError
+from mer.common.errors import MerError
 from mer.preprocess.frames import frame_number, list_frames
 
 

@@ -21,7 +21,7 @@ from mer.datasets.records import MICRO, ClipRecord
 from mer.datasets.samm import SAMM, SAMM_CLASSES
 from mer.datasets.workbook import cell_number_in, cell_text, read_table
 from mer.datasets.workbook_index import SkipRow, find_child
-from mer.errors import MerError
+from mer.common.errors import MerError
 
 FPS = 200.0
 FRAMES_FOLDER = "SAMM_longvideos"

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from mer.datasets.records import ClipRecord
-from mer.errors import MerError
+from mer.common.errors import MerError
 from mer.preprocess.frames import list_frames
 
 SMIC_CLASSES = ("negative", "positive", "surprise")

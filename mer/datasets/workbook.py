@@ -17,7 +17,7 @@ from typing import Sequence
 from openpyxl import load_workbook
 from openpyxl.utils.exceptions import InvalidFileException
 
-from mer.errors import MerError
+from mer.common.errors import MerError
 
 # How far down a preamble may push the header.
 HEADER_SEARCH_ROWS = 30

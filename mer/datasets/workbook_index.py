@@ -16,7 +16,7 @@ from typing import Callable, Mapping, Sequence
 
 from mer.datasets.workbook import cell_int, cell_number_in, cell_text, read_table
 from mer.datasets.records import ClipRecord
-from mer.errors import MerError
+from mer.common.errors import MerError
 from mer.preprocess.frames import frame_number, list_frames
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from mer.errors import MerError
+from mer.common.errors import MerError
 
 
 class StopOnNonFiniteLoss(pl.Callback):

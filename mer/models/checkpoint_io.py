@@ -15,8 +15,8 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from mer.errors import MerError
-from mer.files import atomic_write
+from mer.common.errors import MerError
+from mer.common.files import atomic_write
 from mer.models.module import MicroExpressionModule
 
 

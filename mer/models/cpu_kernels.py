@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mer.errors import MerError
-from mer.files import atomic_write
+from mer.common.errors import MerError
+from mer.common.files import atomic_write
 
 log = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("kernels") / "mer3dcnn_cpu.cpp"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from mer.config import ADAM_EPS
+from mer.common.config import ADAM_EPS
 
 # The frameworks whose defaults a network can start from: the ones conf/optim/adam.yaml
 # knows an epsilon for, so the two lists cannot drift apart.

@@ -1,5 +1,5 @@
 """LightningModule: any clip network, cross-entropy, optimizer/scheduler from Hydra partials,
-accuracy / UF1 / UAR (mer.metrics) per epoch for each part of the fold it sees.
+accuracy / UF1 / UAR (mer.common.metrics) per epoch for each part of the fold it sees.
 
 Parts, named by the clips they are computed on: `train`; `val`, an inner validation split
 carved from the training clips (the only part selection and callbacks may watch);
@@ -17,13 +17,13 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from mer.distributed import interleave_shards
-from mer.errors import MerError
+from mer.common.distributed import interleave_shards
+from mer.common.errors import MerError
 
 # Under DDP Lightning suggests sync_dist for epoch figures; these are computed from
 # torchmetrics states that are already reduced over the processes.
 warnings.filterwarnings("ignore", message=r".*sync_dist=True.* when logging on epoch level in distributed setting")
-from mer.metrics import scores_from_confusion
+from mer.common.metrics import scores_from_confusion
 
 STAGES = ("train", "val", "heldout", "test")
 
@@ -57,7 +57,7 @@ class MicroExpressionModule(pl.LightningModule):
         # a buffer, so checkpoints load the same whichever weighting trained them.
         self.train_weights: torch.Tensor | None = None
         # Counts and sums only: torchmetrics keeps (and under DDP reduces) them; the figures
-        # come from mer.metrics, the same definition the fold and pooled reports use.
+        # come from mer.common.metrics, the same definition the fold and pooled reports use.
         # Keyed `<stage>_` because nn.Module already has an attribute named `train`.
         self.confusions = nn.ModuleDict({f"{stage}_": MulticlassConfusionMatrix(n) for stage in STAGES})
         self.losses = nn.ModuleDict({f"{stage}_": MeanMetric() for stage in STAGES})

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mer.errors import MerError
+from mer.common.errors import MerError
 from mer.preprocess.timing import NullTimer
 
 

@@ -11,7 +11,7 @@ from typing import Iterator, Sequence
 import cv2
 import numpy as np
 
-from mer.errors import MerError
+from mer.common.errors import MerError
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".bmp", ".jpg", ".jpeg", ".png", ".tif", ".tiff"}

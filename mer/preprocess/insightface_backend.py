@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mer.errors import MerError
+from mer.common.errors import MerError
 from mer.preprocess.faces import FaceBackend
 
 REQUIRED_FILES = ("det_10g.onnx", "1k3d68.onnx")  # from insightface's buffalo_l pack

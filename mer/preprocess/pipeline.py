@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from mer.errors import MerError
+from mer.common.errors import MerError
 from mer.preprocess.align import alignment_matrix
 from mer.preprocess.faces import DlibFaces, Face, FaceBackend, largest_face
 from mer.preprocess.frames import FrameSource

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mer.errors import MerError  # noqa: E402
+from mer.common.errors import MerError  # noqa: E402
 from mer.preprocess.align import alignment_matrix, transform_points  # noqa: E402
 from mer.preprocess.faces import largest_face  # noqa: E402
 from mer.preprocess.frames import FrameSource  # noqa: E402

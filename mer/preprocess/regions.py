@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from mer.errors import MerError
+from mer.common.errors import MerError
 from mer.preprocess.align import transform_points
 from mer.preprocess.faces import LEFT_BROW, LEFT_EYE, LEFT_EYE_OUTER, MOUTH, RIGHT_BROW, RIGHT_EYE, RIGHT_EYE_OUTER
 

@@ -18,8 +18,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from mer.errors import MerError  # noqa: E402
-from mer.files import atomic_write_text, json_digest  # noqa: E402
+from mer.common.errors import MerError  # noqa: E402
+from mer.common.files import atomic_write_text, json_digest  # noqa: E402
 from mer.reporting.dataset_table import dataset_markdown, dataset_rows  # noqa: E402
 from mer.reporting.latex import dataset_latex, table6_latex, table_latex  # noqa: E402
 from mer.reporting.paper import PAPER_TABLE6, PAPER_TABLES, paper_figure  # noqa: E402
@@ -200,7 +200,7 @@ def protocol_note(runs, rows: list[dict]) -> str:
     step = f" {n_test} held-out clips allow only steps of {100 / n_test:.2f} points." if n_test else ""
     root = run.data.params.get("data.root")
     note = (f"Data: {param(run, 'data.name') or '?'}{f' ({root})' if root else ''}; "
-            f"protocol: {param(run, 'protocol.name') or '?'}, reported epoch: {run.data.tags.get('mer.selection', '?')}."
+            f"protocol: {param(run, 'protocol.name') or '?'}, reported epoch: {run.data.tags.get('mer.common.selection', '?')}."
             f"{step} Each cell is the mean ± std over the runs counted; bold: the cell with the best held-out mean, "
             "picked on the held-out clips as the paper picks (optimistic).")
     if any(row["mixed_clips"] for row in rows):

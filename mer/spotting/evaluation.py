@@ -29,9 +29,9 @@ from omegaconf import DictConfig, OmegaConf
 from mer.data.index import index_dataset
 from mer.datasets.identity import subject_identities
 from mer.datasets.records import ClipRecord, natural_key
-from mer.errors import MerError
-from mer.evaluation import fetch_split, localise
-from mer.metrics import scores
+from mer.common.errors import MerError
+from mer.tracking.reproduce import fetch_split, localise
+from mer.common.metrics import scores
 from mer.spotting.expression_types import MICRO, TYPES
 from mer.spotting.megc import BaselineScores, SpotCounts, overall, random_baseline, typed_spotting
 from mer.spotting.strs import AnalysisScores, analysis_scores, strs as strs_score

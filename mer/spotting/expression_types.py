@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mer.datasets.records import MACRO, MICRO
-from mer.errors import MerError
+from mer.common.errors import MerError
 
 TYPES = (MICRO, MACRO)
 

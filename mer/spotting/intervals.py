@@ -45,7 +45,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from mer.data.spot_windows import NONE
-from mer.errors import MerError
+from mer.common.errors import MerError
 from mer.spotting.expression_types import ExpressionTypes
 from mer.preprocess.regions import head_shift
 from mer.spotting.windows import Window

@@ -20,7 +20,7 @@ from mlflow.pyfunc import PythonModel
 from mlflow.tracking import MlflowClient
 from mlflow.types import Schema, TensorSpec
 
-from mer.errors import MerError
+from mer.common.errors import MerError
 from mer.spotting.model import TorchClassifier, TrainedModel, export_checked, load_trained
 
 PYFUNC_NAME = "model"  # the logged model's name (models:/<id> keeps each apart)

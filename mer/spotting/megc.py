@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mer.errors import MerError
+from mer.common.errors import MerError
 from mer.spotting.expression_types import TYPES
 
 Interval = tuple[int, int]

@@ -14,8 +14,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from mer.data.scaling import NetworkInput
-from mer.errors import MerError
-from mer.files import file_sha256, json_digest
+from mer.common.errors import MerError
+from mer.common.files import file_sha256, json_digest
 from mer.preprocess.pipeline import PreprocessSettings
 
 BACKENDS = ("torch", "onnx")

@@ -14,8 +14,8 @@ from typing import Callable, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from mer.errors import MerError
-from mer.files import atomic_write, atomic_write_text
+from mer.common.errors import MerError
+from mer.common.files import atomic_write, atomic_write_text
 from mer.preprocess.faces import FaceBackend
 from mer.preprocess.frames import FrameStream
 from mer.preprocess.read_ahead import read_ahead

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mer.errors import MerError
+from mer.common.errors import MerError
 from mer.spotting.megc import SpotCounts
 
 

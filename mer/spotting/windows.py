@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from mer.errors import MerError
+from mer.common.errors import MerError
 from mer.preprocess.faces import FaceBackend
 from mer.preprocess.pipeline import (PreprocessSettings, clip_reference_geometry, face_backend, geometry_for, geometry_of,
                                      window_clip)

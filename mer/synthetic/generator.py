@@ -35,8 +35,8 @@ import numpy as np
 from tqdm import tqdm
 
 from mer.synthetic.real_faces import FACE_SOURCES, FaceSource
-from mer.errors import MerError
-from mer.files import atomic_write_text
+from mer.common.errors import MerError
+from mer.common.files import atomic_write_text
 from mer.preprocess.align import transform_points
 from mer.preprocess.faces import DlibFaces
 

@@ -31,7 +31,7 @@ from mer.datasets.composite import DEFAULT_ROOTS
 from mer.datasets.identity import write_faces
 from mer.synthetic.real_faces import FACE_SOURCES
 from mer.synthetic.generator import CLASSES, SMIC_ABBREVIATIONS, WRITE_HINT, GeneratorSettings, rendered_clips, staged_tree
-from mer.errors import MerError
+from mer.common.errors import MerError
 
 CASME2_COLUMNS = ("Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Action Units", "Estimated Emotion")
 SAMM_COLUMNS = ("Subject", "Filename", "Inducement Code", "Onset Frame", "Apex Frame", "Offset Frame", "Duration",

@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mer.errors import MerError
+from mer.common.errors import MerError
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
 
-from mer.errors import MerError
+from mer.common.errors import MerError
 from mer.tracking.server import HINT, LOST_SERVERS, LocalStore, check_server, is_server, reason, unreachable
 from mer.tracking.stale_runs import ERROR_TAG, STALE_TAG, close_stale_runs
 from mer.tracking.store import ensure_store

@@ -22,10 +22,10 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME, MLFLOW_RUN_NOTE
 from omegaconf import DictConfig, OmegaConf
 
-from mer.files import json_digest
-from mer.distributed import is_global_rank_zero
-from mer.errors import MerError
-from mer.interrupts import Interrupted
+from mer.common.files import json_digest
+from mer.common.distributed import is_global_rank_zero
+from mer.common.errors import MerError
+from mer.common.interrupts import Interrupted
 from mer.tracking.stale_runs import ERROR_TAG, STALE_TAG, close_stale_runs, owner_is_gone, owner_tags
 from mer.tracking.offline import tracking_client
 from mer.tracking.store import ensure_logger_store

@@ -9,7 +9,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from mer.errors import MerError
+from mer.common.errors import MerError
 
 # MLflow's own knobs for its HTTP calls, by the logger key that sets each. Its defaults
 # (7 retries, backoff factor 2, 120 s timeout) make one call to a stopped server retry

@@ -15,7 +15,7 @@ from mlflow.entities import RunTag, ViewType
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
 
-from mer.files import process_exists
+from mer.common.files import process_exists
 
 HOST_TAG = "mer.host"
 PID_TAG = "mer.pid"

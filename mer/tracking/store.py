@@ -11,7 +11,7 @@ from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 from mlflow.tracking import MlflowClient
 from omegaconf.errors import InterpolationResolutionError
 
-from mer.errors import MerError
+from mer.common.errors import MerError
 from mer.tracking.server import LOST_SERVERS, apply_http_settings, check_server, is_server
 
 

@@ -16,7 +16,7 @@ from mlflow.entities import RunTag
 from mlflow.tracking import MlflowClient
 
 from conftest import ROOT
-from mer.config import CONFIG_DIR
+from mer.common.config import CONFIG_DIR
 
 SCRIPTS = ROOT / "scripts" / "slurm"
 

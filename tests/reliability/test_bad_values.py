@@ -13,9 +13,9 @@ import pytest
 
 from conftest import ROOT
 from harness import store_runs
-from mer.errors import MerError
+from mer.common.errors import MerError
 from mer.tracking.runs import config_hash
-from mer.training import train
+from mer.commands.train import train
 
 
 def test_bad_numbers_are_refused_before_any_work_naming_each_key(train_overrides, tmp_path):
@@ -42,7 +42,7 @@ def test_a_window_far_longer_than_the_clips_is_refused_naming_both_keys(make_cfg
                                   ["data", "summary", "data=casme2"], ["preview", "clip-folder", "data=nope"]],
                          ids=["unknown option", "unknown key", "missing data.root", "preview"])
 def test_the_mer_command_reports_config_errors_in_one_line(args, tmp_path):
-    done = subprocess.run([sys.executable, "-m", "mer.cli", *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "mer.commands.cli", *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith("error: "), done.stderr
     assert {"data=nope": "Could not find 'data/nope'", "foo=1": "Could not override 'foo'",

@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 from mer.data.cache import ClipCache
 from mer.data.index import index_dataset
 from mer.datasets.smic_hs import index_smic_hs
-from mer.errors import MerError
+from mer.common.errors import MerError
 from mer.preprocess.pipeline import PreprocessSettings
 from mer.synthetic.generator import COMPLETE_MARKER, GeneratorSettings, staged_tree
 from mer.synthetic.layout_writers import LAYOUTS, generate_layout, generate_smic_hs

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from mer.config import CONFIG_DIR
+from mer.common.config import CONFIG_DIR
 from mer.data.prepare import prepare_data
 from mer.datasets.smic_hs import index_smic_hs
 from mer.datasets.workbook import read_table

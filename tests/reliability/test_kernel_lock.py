@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from mer.errors import MerError
+from mer.common.errors import MerError
 from mer.models import cpu_kernels
 
 

@@ -13,8 +13,8 @@ import pytest
 
 from conftest import ROOT
 from harness import start_train, store_runs, wait_until_training
-from mer.errors import MerError
-from mer.training import train
+from mer.common.errors import MerError
+from mer.commands.train import train
 
 
 def stop_with(signum: int, *args: str, cwd) -> tuple[subprocess.Popen, str]:
@@ -46,7 +46,7 @@ def test_sigterm_marks_the_run_killed_and_exits_143(train_overrides, tmp_path):
 
 
 def cleanup(store) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mer.cli", "runs", "cleanup", f"--tracking-uri=sqlite:///{store}"],
+    return subprocess.run([sys.executable, "-m", "mer.commands.cli", "runs", "cleanup", f"--tracking-uri=sqlite:///{store}"],
                           capture_output=True, text=True, timeout=120)
 
 
@@ -115,7 +115,7 @@ def test_a_store_on_a_full_disk_never_leaves_the_run_running(train_overrides, sm
     overrides = [o for o in train_overrides if not o.startswith("logger.tracking_uri")] + [f"logger.tracking_uri=sqlite:///{store}"]
     script = textwrap.dedent(f"""
         import sys
-        from mer.config import compose_train
+        from mer.common.config import compose_train
         from mer.tracking.runs import tracked_run
         cfg = compose_train({overrides!r})
         with tracked_run(cfg, []) as run:
@@ -131,7 +131,7 @@ def test_a_store_on_a_full_disk_never_leaves_the_run_running(train_overrides, sm
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1 and "RuntimeError: training broke while the disk was full" in done.stderr
     (disk / "filler").unlink()
-    subprocess.run([sys.executable, "-m", "mer.cli", "runs", "cleanup", f"--tracking-uri=sqlite:///{store}"],
+    subprocess.run([sys.executable, "-m", "mer.commands.cli", "runs", "cleanup", f"--tracking-uri=sqlite:///{store}"],
                    check=True, capture_output=True, timeout=120)
     (run,) = store_runs(store)
     assert run.info.status == "FAILED"

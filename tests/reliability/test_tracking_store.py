@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mer.errors import MerError
+from mer.common.errors import MerError
 from mer.tracking.store import EXPERIMENT_TAGS, ensure_store
 
 

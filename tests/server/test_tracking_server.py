@@ -100,7 +100,7 @@ def test_concurrent_jobs_create_one_experiment(server):
 def test_the_default_logger_on_a_server_leaves_artifacts_to_the_server(server, tmp_path, monkeypatch):
     """`logger.tracking_uri=http://...` with the default logger group, whose
     artifact_location is a folder of this machine: the server's destination still wins."""
-    from mer.config import compose_train
+    from mer.common.config import compose_train
     from mer.tracking.store import ensure_logger_store
 
     # set from the config here (logger.http_*): gone again after the test
@@ -135,7 +135,7 @@ def test_a_server_that_is_not_there_stops_the_run_in_seconds_in_one_line(multiru
 
 
 def test_the_start_up_check_itself_takes_under_a_second():
-    from mer.errors import MerError
+    from mer.common.errors import MerError
     from mer.tracking.store import ensure_store
 
     uri = f"http://127.0.0.1:{free_port()}"
@@ -202,10 +202,10 @@ def test_a_server_killed_mid_run_loses_nothing_and_upload_puts_the_run_back(serv
     assert client.get_run(on_server.info.run_id).info.status == "RUNNING"
     # Meanwhile `mer runs cleanup` on this host closes the server's run as stale (its
     # process is gone); the upload says how it really ended.
-    cleanup = subprocess.run([sys.executable, "-m", "mer.cli", "runs", "cleanup", f"--tracking-uri={server.uri}",
+    cleanup = subprocess.run([sys.executable, "-m", "mer.commands.cli", "runs", "cleanup", f"--tracking-uri={server.uri}",
                               f"--experiment={server.experiment}"], capture_output=True, text=True, timeout=120)
     assert "closed 1 run(s) left RUNNING" in cleanup.stdout, cleanup.stdout + cleanup.stderr
-    upload = subprocess.run([sys.executable, "-m", "mer.cli", "runs", "upload", "--from", offline_uri],
+    upload = subprocess.run([sys.executable, "-m", "mer.commands.cli", "runs", "upload", "--from", offline_uri],
                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert upload.returncode == 0, upload.stderr[-3000:]
     assert f"{offline.info.run_id} -> {on_server.info.run_id} (continued)" in upload.stdout
@@ -222,6 +222,6 @@ def test_a_server_killed_mid_run_loses_nothing_and_upload_puts_the_run_back(serv
     assert (stored / checkpoint).stat().st_size == (Path(offline.info.artifact_uri.removeprefix("file://")) / checkpoint).stat().st_size
     # Once is enough: the local run says where it went.
     assert local.get_run(offline.info.run_id).data.tags["mer.uploaded_to"] == f"{server.uri} {run.info.run_id}"
-    again = subprocess.run([sys.executable, "-m", "mer.cli", "runs", "upload", "--from", offline_uri],
+    again = subprocess.run([sys.executable, "-m", "mer.commands.cli", "runs", "upload", "--from", offline_uri],
                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "uploaded 0 run(s)" in again.stdout, again.stdout + again.stderr

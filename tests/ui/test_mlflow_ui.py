@@ -207,7 +207,7 @@ def ui(sweep) -> dict:
     bin_dir = str(Path(sys.executable).parent)  # `mlflow` of this environment, as `mer ui` finds it on PATH
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONUNBUFFERED": "1"}
     with open(log, "w") as out:
-        server = subprocess.Popen([sys.executable, "-m", "mer.cli", "ui", "--tracking-uri", sweep["uri"], "--port", str(port)],
+        server = subprocess.Popen([sys.executable, "-m", "mer.commands.cli", "ui", "--tracking-uri", sweep["uri"], "--port", str(port)],
                                   cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 180

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-from mer.errors import MerError
+from mer.common.errors import MerError
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], None], hint: str = "free space on that disk") -> None:

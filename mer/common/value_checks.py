@@ -10,7 +10,7 @@ from typing import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
-from mer.errors import MerError
+from mer.common.errors import MerError
 
 
 def _number(value) -> bool:

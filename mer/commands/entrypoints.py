@@ -1,5 +1,5 @@
 """The Hydra entry points, importable so that an installed `mer` runs them from any folder
-(`mer-train`, `mer-evaluate`, `python -m mer.entrypoints`); the checkout's train.py and
+(`mer-train`, `mer-evaluate`, `python -m mer.commands.entrypoints`); the checkout's train.py and
 evaluate.py call them."""
 
 import functools
@@ -14,9 +14,9 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue
 
-from mer.config import CONFIG_DIR
-from mer.errors import MerError
-from mer.interrupts import Interrupted, signals_interrupt
+from mer.common.config import CONFIG_DIR
+from mer.common.errors import MerError
+from mer.common.interrupts import Interrupted, signals_interrupt
 
 log = logging.getLogger("mer")
 
@@ -77,8 +77,8 @@ def stoppable(main: Callable[[], None]) -> Callable[[], None]:
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def _train(cfg: DictConfig) -> float | None:
     """Train, test and log one configuration; returns `optimized_metric` to a sweeper."""
-    from mer.selection import objective_value
-    from mer.training import train
+    from mer.common.selection import objective_value
+    from mer.commands.train import train
 
     with exit_on_user_error(cfg):
         return objective_value(train(cfg, HydraConfig.get().overrides.task), cfg.optimized_metric)
@@ -87,7 +87,7 @@ def _train(cfg: DictConfig) -> float | None:
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="evaluate")
 def _evaluate(cfg: DictConfig) -> None:
     """Evaluate a checkpoint or an MLflow run's checkpoint on its held-out clips."""
-    from mer.evaluation import evaluate, format_metrics
+    from mer.commands.evaluate import evaluate, format_metrics
 
     with exit_on_user_error():
         print(format_metrics(evaluate(cfg)))

@@ -19,20 +19,20 @@ from pytorch_lightning.strategies.launchers.subprocess_script import _Subprocess
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
 from omegaconf import DictConfig, OmegaConf
 
-from mer.config import instantiate_with
+from mer.common.config import instantiate_with
 from mer.data.datamodule import ClipDataModule
 from mer.data.prepare import PreparedData, prepare_data
 from mer.data.splits import ProtocolSettings, clip_set_digest
-from mer.distributed import is_global_rank_zero
-from mer.errors import MerError
+from mer.common.distributed import is_global_rank_zero
+from mer.common.errors import MerError
 from mer.models import cpu_kernels
 from mer.preprocess.pipeline import PreprocessSettings
 from mer.models.module import MicroExpressionModule
 from mer.reporting.folds import dataset_scores, log_fold_report
 from mer.reporting.run_report import log_data_report, log_test_report, prediction_rows
-from mer.selection import check_monitors
+from mer.common.selection import check_monitors
 from mer.spotting.logged_model import log_trained_model
-from mer.value_checks import check_values
+from mer.common.value_checks import check_values
 from mer.tracking.runs import (CELL_TAG, CHECKPOINT_DIR_TAG, FIXED_SETTINGS_TAG, POOL_TAG, SWEEP_VARIED_TAG,
                                TEST_CLIPS_TAG, TrackedRun, config_hash, finished_run, resumable_run, stored_run, tracked_run)
 from mer.tracking.sweep_parent import multirun_sweep_dir, sweep_parent_id
@@ -110,7 +110,7 @@ def fit_fold(cfg: DictConfig, data: PreparedData, fold: dict, run: TrackedRun, r
     checkpoint = trainer.checkpoint_callback
     monitor = checkpoint.monitor if checkpoint is not None else None
     selection = f"best {monitor}" if monitor else "last_epoch"
-    run.set_tags({"mer.selection": selection, "mer.fold": fold["name"], "mer.protocol": data.protocol.name,
+    run.set_tags({"mer.common.selection": selection, "mer.fold": fold["name"], "mer.protocol": data.protocol.name,
                   **ran_tags(trainer, module.net)})
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     best = checkpoint.best_model_path if checkpoint is not None else ""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 PROJECT_ROOT = PACKAGE_DIR.parent
 # A checkout keeps conf/ and sweeps/ at its top; an installed wheel carries them inside the
 # package (pyproject.toml maps them to mer.conf and mer.sweeps).

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mer.synthetic.generator import STILL, GeneratorSettings
 from mer.synthetic.layout_writers import LAYOUTS, generate_layout
-from mer.errors import MerError
+from mer.common.errors import MerError
 
 
 # Layouts of long recordings: `mer generate` starts from the built-in data config's generator section.
@@ -24,7 +24,7 @@ def _generate(args: argparse.Namespace) -> None:
 
     base = GeneratorSettings()
     if args.layout in RECORDING_LAYOUTS:
-        from mer.config import compose_train
+        from mer.common.config import compose_train
 
         base = GeneratorSettings(**compose_train([f"data=builtin_{args.layout}"]).data.generator)
     given = {name: getattr(args, name) for name in GENERATE_FLAGS if getattr(args, name) is not None}
@@ -42,7 +42,7 @@ def _generate(args: argparse.Namespace) -> None:
 def _preview(args: argparse.Namespace) -> None:
     import matplotlib.pyplot as plt
 
-    from mer.config import compose_train
+    from mer.common.config import compose_train
     from mer.preprocess.frames import FrameSource
     from mer.preprocess.pipeline import PreprocessSettings
     from mer.preprocess.preview import preview_figure
@@ -58,7 +58,7 @@ def _preview(args: argparse.Namespace) -> None:
 
 
 def _data_summary(args: argparse.Namespace) -> None:
-    from mer.config import compose_train
+    from mer.common.config import compose_train
     from mer.data.index import index_dataset
     from mer.reporting.data_summary import summary_markdown
 
@@ -68,7 +68,7 @@ def _data_summary(args: argparse.Namespace) -> None:
 
 
 def _data_prepare(args: argparse.Namespace) -> None:
-    from mer.config import compose_train
+    from mer.common.config import compose_train
     from mer.data.prepare import prepare_data
 
     cfg = compose_train(args.overrides)
@@ -150,7 +150,7 @@ def _truth(text: str):
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from mer.config import compose_config
+    from mer.common.config import compose_config
     from mer.spotting.predict import predictor, summary_line, write_prediction
 
     cfg = compose_config("predict", _model_overrides(args))
@@ -163,7 +163,7 @@ def _predict(args: argparse.Namespace) -> None:
 
 
 def _spot_eval(args: argparse.Namespace) -> None:
-    from mer.config import compose_config
+    from mer.common.config import compose_config
     from mer.spotting.evaluation import spot_eval
 
     cfg = compose_config("predict", _model_overrides(args))

@@ -8,7 +8,7 @@ from typing import Mapping
 
 from omegaconf import DictConfig
 
-from mer.errors import MerError
+from mer.common.errors import MerError
 
 # Per-fold figures keep their names; a run over several folds adds `pooled/<name>`
 # (predictions pooled over folds) and `fold_mean/<name>` (mean of the per-fold figures).

@@ -17,13 +17,13 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
-from mer.errors import MerError
-from mer.selection import check_sweep_objective
+from mer.common.errors import MerError
+from mer.common.selection import check_sweep_objective
 from mer.tracking.runs import COMPLETE_TAG, close_run, describe, hold_open, short_name
 from mer.tracking.stale_runs import close_stale_runs, owner_tags
 from mer.tracking.store import ensure_logger_store
 from mer.tracking.sweep_parent import PARENT_RUN_ENV, SWEEP_DIR_TAG
-from mer.value_checks import check_values
+from mer.common.value_checks import check_values
 
 
 def varied_values(config: DictConfig) -> dict[str, str]:
