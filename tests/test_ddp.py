@@ -51,7 +51,7 @@ def test_only_global_rank_zero_writes(monkeypatch):
 
 def single_process_probabilities(checkpoint: Path, paths_cfg) -> tuple[list[str], torch.Tensor]:
     """The held-out clips and their class probabilities, scored by one process."""
-    module, trained = load_checkpoint(checkpoint)
+    module, trained, _ = load_checkpoint(checkpoint)
     trained = localise(trained, paths_cfg)
     data = prepare_data(trained)
     datamodule = build_datamodule(trained, data, data.selected_folds()[0])

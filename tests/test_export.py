@@ -42,7 +42,7 @@ def test_mer_export_writes_a_checkpoints_network(checkpoint, tmp_path, capsys):
     out = tmp_path / "model.onnx"
     assert mer_main(["export", str(checkpoint), str(out)]) == 0
     assert "wrote" in capsys.readouterr().out
-    module, run_cfg = load_checkpoint(checkpoint)
+    module, run_cfg, _ = load_checkpoint(checkpoint)
     clips = torch.rand(3, 1, run_cfg.preprocess.depth, run_cfg.preprocess.size, run_cfg.preprocess.size)
     with torch.no_grad():
         expected = module.eval()(clips).numpy()
@@ -54,8 +54,8 @@ def test_checkpoints_from_before_model_impl_still_load(checkpoint, tmp_path):
     del stored["hyper_parameters"]["run_config"]["model"]["impl"]
     old = tmp_path / "before-impl.ckpt"
     torch.save(stored, old)
-    new_module, run_cfg = load_checkpoint(checkpoint)
-    old_module, _ = load_checkpoint(old)
+    new_module, run_cfg, _ = load_checkpoint(checkpoint)
+    old_module, _, _ = load_checkpoint(old)
     assert old_module.net.impl == "fused"
     clips = torch.rand(2, 1, run_cfg.preprocess.depth, run_cfg.preprocess.size, run_cfg.preprocess.size)
     with torch.no_grad():

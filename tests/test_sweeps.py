@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from mer.common.config import CONFIG_DIR, PROJECT_ROOT
 from mer.reporting.tables import build_sweep_report
-from mer.tracking.runs import FIXED_SETTINGS_TAG
+from mer.tracking.run_tags import FIXED_SETTINGS_TAG
 
 from conftest import base_overrides, known_table3_store, run_script
 

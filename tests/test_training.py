@@ -195,7 +195,7 @@ def test_selection_never_looks_at_test_labels(make_cfg):
 
     from mer.data.prepare import prepare_data
     from mer.commands.train import fit_fold
-    from mer.tracking.runs import tracked_run
+    from mer.tracking.run_lifecycle import tracked_run
 
     cfg = make_cfg("protocol.inner_val_fraction=0.3", "protocol.selection=val", "trainer.max_epochs=4", "test=false")
     data = prepare_data(cfg, progress=False)

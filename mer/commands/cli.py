@@ -242,9 +242,7 @@ def store_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--experiment", default="mer")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mer", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+def _add_generate(commands) -> None:
     generate = commands.add_parser("generate", help="write the built-in dataset (real faces; SMIC-HS layout, or another)")
     generate.add_argument("root", help="folder to create (must be new or empty)")
     defaults = GeneratorSettings()
@@ -265,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     generate.add_argument("--still", action="store_true", help="no head sway, light drift or blinks, every clip alike: "
                                                                 "the expression is the only motion")
     generate.set_defaults(handler=_generate)
+
+
+def _add_preview(commands) -> None:
     preview = commands.add_parser("preview", help="draw one clip through every preprocessing stage (PNG)")
     preview.add_argument("clip", help="a clip's frame folder or video file")
     preview.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. preprocess=face_only preprocess.margin=0.3")
@@ -272,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     preview.add_argument("--apex", type=int, help="apex frame index (default: the clip centre)")
     preview.add_argument("--onset", type=int, help="onset (reference) frame index (default: the first frame of the window)")
     preview.set_defaults(handler=_preview)
+
+
+def _add_data(commands) -> None:
     data = commands.add_parser("data", help="dataset tools")
     data_commands = data.add_subparsers(dest="data_command", required=True)
     summary = data_commands.add_parser("summary", help="clips per class and subject, and the rows/folders skipped")
@@ -281,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
                                                        "before the jobs of a sweep that all need them")
     prepare.add_argument("overrides", nargs="*", help="the sweep's Hydra overrides, e.g. data=smic_hs data.root=/data/SMIC")
     prepare.set_defaults(handler=_data_prepare)
+
+
+def _add_tables(commands) -> None:
     tables = commands.add_parser("tables", help="rebuild a sweep's tables and plots from the MLflow store")
     tables.add_argument("--sweep", required=True, help="sweep name, e.g. table3_lr")
     tables.add_argument("--out", default="outputs/tables", help="folder for the Markdown, CSV and PNG files")
@@ -288,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="latex: each table as a booktabs .tex file too, for a paper")
     store_arguments(tables)
     tables.set_defaults(handler=_tables)
+
+
+def _add_register(commands) -> None:
     registry = commands.add_parser("register", help="register a training run's MLflow model in the Model Registry "
                                                     "and point an alias at it")
     which = registry.add_mutually_exclusive_group(required=True)
@@ -302,10 +312,16 @@ def main(argv: list[str] | None = None) -> int:
     registry.add_argument("--alias", default="candidate", help="the alias set on the new version")
     store_arguments(registry)
     registry.set_defaults(handler=_register)
+
+
+def _add_export(commands) -> None:
     export = commands.add_parser("export", help="write a train.py checkpoint's network as ONNX (dynamic batch)")
     export.add_argument("checkpoint", help="a .ckpt written by train.py (see the run's checkpoints/ artifacts)")
     export.add_argument("output", help="the .onnx file to write")
     export.set_defaults(handler=_export)
+
+
+def _add_predict_and_spot_eval(commands) -> None:
     for name, help_text in (("predict", "run a trained model over a long video or frame folder: per-window class "
                                         "probabilities, spotted intervals, CSV, JSON and a timeline PNG"),
                             ("spot-eval", "spot and recognise micro-expressions over a long-video dataset (default: the "
@@ -337,6 +353,9 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("overrides", nargs="*", help="Hydra overrides of conf/predict.yaml, e.g. window.stride=2 "
                                                           "spotting.threshold=4 faces.redetect=every")
         command.set_defaults(handler=_predict if name == "predict" else _spot_eval)
+
+
+def _add_runs(commands) -> None:
     runs = commands.add_parser("runs", help="tracking-store upkeep")
     runs_commands = runs.add_subparsers(dest="runs_command", required=True)
     cleanup = runs_commands.add_parser("cleanup", help="close FAILED the runs left RUNNING by a process that is gone "
@@ -354,12 +373,27 @@ def main(argv: list[str] | None = None) -> int:
                                                "recorded against)")
     upload.add_argument("--experiment", help="only runs of this experiment (default: all)")
     upload.set_defaults(handler=_runs_upload)
+
+
+def _add_ui(commands) -> None:
     ui = commands.add_parser("ui", help="open the MLflow UI on the store, printing the runs table's address")
     store_arguments(ui)
     ui.add_argument("--artifact-location", default="outputs/mlartifacts", help="for an experiment not created yet")
     ui.add_argument("--port", type=int, default=5000)
     ui.add_argument("--dry-run", action="store_true", help="print the addresses and the server command, start nothing")
     ui.set_defaults(handler=_ui)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mer", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_generate, _add_preview, _add_data, _add_tables, _add_register, _add_export, _add_predict_and_spot_eval, _add_runs, _add_ui):
+        add(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # Hydra overrides after the options (`mer predict v.mp4 --checkpoint c.ckpt window.stride=2`)
     # are left over by argparse, which ends a positional list at the first option.

@@ -40,7 +40,7 @@ def exit_on_user_error(cfg: DictConfig | None = None):
             print(message, file=sys.stderr)
             sys.exit(1)
         if cfg is not None and not getattr(error, "mer_run_id", None):
-            from mer.tracking.runs import record_refused
+            from mer.tracking.run_lifecycle import record_refused
 
             try:
                 record_refused(cfg, HydraConfig.get().overrides.task, str(error))
@@ -55,7 +55,7 @@ def stoppable(main: Callable[[], None]) -> Callable[[], None]:
 
     @functools.wraps(main)
     def run() -> None:
-        from mer.tracking.runs import close_open_runs, describe
+        from mer.tracking.run_lifecycle import close_open_runs, describe
 
         with signals_interrupt():
             try:

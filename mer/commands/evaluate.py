@@ -25,7 +25,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     client = MlflowClient(cfg.logger.tracking_uri)
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(cfg.ckpt_path) if cfg.ckpt_path else checkpoint_from_run(client, cfg.run_id, Path(scratch))
-        module, run_cfg = load_checkpoint(path)
+        module, run_cfg, _ = load_checkpoint(path)
     run_cfg = localise(run_cfg, cfg)
     if cfg.run_id:
         fetch_split(client, cfg.run_id, Path(run_cfg.paths.split_dir))

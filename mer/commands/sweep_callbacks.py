@@ -19,7 +19,9 @@ from omegaconf.errors import InterpolationResolutionError
 
 from mer.common.errors import MerError
 from mer.common.selection import check_sweep_objective
-from mer.tracking.runs import COMPLETE_TAG, close_run, describe, hold_open, short_name
+from mer.tracking.run_lifecycle import close_run, describe, hold_open
+from mer.tracking.run_params import short_name
+from mer.tracking.run_tags import COMPLETE_TAG
 from mer.tracking.stale_runs import close_stale_runs, owner_tags
 from mer.tracking.store import ensure_logger_store
 from mer.tracking.sweep_parent import PARENT_RUN_ENV, SWEEP_DIR_TAG

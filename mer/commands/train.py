@@ -26,6 +26,7 @@ from mer.data.splits import ProtocolSettings, clip_set_digest
 from mer.common.distributed import is_global_rank_zero
 from mer.common.errors import MerError
 from mer.models import cpu_kernels
+from mer.models.checkpoint_io import checkpoint_entries
 from mer.preprocess.pipeline import PreprocessSettings
 from mer.models.module import MicroExpressionModule
 from mer.reporting.folds import dataset_scores, log_fold_report
@@ -33,8 +34,12 @@ from mer.reporting.run_report import log_data_report, log_test_report, predictio
 from mer.common.selection import check_monitors
 from mer.spotting.logged_model import log_trained_model
 from mer.common.value_checks import check_values
-from mer.tracking.runs import (CELL_TAG, CHECKPOINT_DIR_TAG, FIXED_SETTINGS_TAG, POOL_TAG, SWEEP_VARIED_TAG,
-                               TEST_CLIPS_TAG, TrackedRun, config_hash, finished_run, resumable_run, stored_run, tracked_run)
+from mer.tracking.config_hash import config_hash
+from mer.tracking.run_handle import TrackedRun
+from mer.tracking.run_lifecycle import tracked_run
+from mer.tracking.run_lookup import finished_run, resumable_run, stored_run
+from mer.tracking.run_tags import (CELL_TAG, CHECKPOINT_DIR_TAG, CONFIG_HASH_TAG, FIXED_SETTINGS_TAG, POOL_TAG, SWEEP_VARIED_TAG,
+                                   TEST_CLIPS_TAG)
 from mer.tracking.sweep_parent import multirun_sweep_dir, sweep_parent_id
 
 log = logging.getLogger(__name__)
@@ -115,7 +120,7 @@ def fit_fold(cfg: DictConfig, data: PreparedData, fold: dict, run: TrackedRun, r
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     best = checkpoint.best_model_path if checkpoint is not None else ""
     # 0-based epoch of the reported weights; recorded so a run says what it reports.
-    metrics["selected_epoch"] = float(torch.load(best, map_location="cpu", weights_only=False)["epoch"]
+    metrics["selected_epoch"] = float(checkpoint_entries(best)["epoch"]
                                       if best and monitor else trainer.current_epoch - 1)
     # The input scaling's numbers come from this fold's training clips; exports need them.
     run.log_params({"fold.selected_epoch": int(metrics["selected_epoch"]), "fold.input_offset": datamodule.network_input.offset,
@@ -158,7 +163,7 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
     pl.seed_everything(cfg.seed, workers=True)
     # config_hash: this exact run; pool_hash: its folds, pooled together; cell_hash: its
     # cell, every seed (and fold) of the same settings.
-    tags = {**hydra_tags(), "mer.config_hash": config_hash(cfg), POOL_TAG: config_hash(cfg, ["protocol.fold"]),
+    tags = {**hydra_tags(), CONFIG_HASH_TAG: config_hash(cfg), POOL_TAG: config_hash(cfg, ["protocol.fold"]),
             CELL_TAG: config_hash(cfg, ["seed", "protocol.fold"])}
     if cfg.allow_heldout_objective:
         tags["mer.heldout_objective"] = "true"
@@ -169,12 +174,12 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
         # What a sweep's table holds fixed: runs that differ in anything but the varied keys
         # and the seed are never pooled into one table.
         tags[FIXED_SETTINGS_TAG] = config_hash(cfg, ["seed", "protocol.fold", *str(sweep.varied).split(",")])
-        done = None if sweep.get("force") else finished_run(cfg, tags["mer.config_hash"], sweep.name)
+        done = None if sweep.get("force") else finished_run(cfg, tags[CONFIG_HASH_TAG], sweep.name)
         if done is not None:
             log.info("skipping %s: run %s of sweep %s is already complete (sweep.force=true runs it again)",
                      done.info.run_name, done.info.run_id, sweep.name)
             return dict(done.data.metrics)
-    continued, checkpoint = resume_point(cfg, tags["mer.config_hash"])
+    continued, checkpoint = resume_point(cfg, tags[CONFIG_HASH_TAG])
     with tracked_run(cfg, overrides, tags, parent=sweep_parent_id(cfg.logger), continue_run=continued) as run:
         run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config/config.yaml")
         data = prepare_data(cfg)
@@ -209,7 +214,7 @@ def resume_point(cfg: DictConfig, key: str) -> tuple[str | None, Path | None]:
         path = Path(cfg.ckpt_path)
         if not path.is_file():
             raise MerError(f"ckpt_path={path} does not exist")
-        run_id = torch.load(path, map_location="cpu", weights_only=False).get("mer_run_id")
+        run_id = checkpoint_entries(path).get("mer_run_id")
         return (checked_resume_run(cfg, run_id, key, path) if run_id else None), path
     if cfg.resume or (sweep and not sweep.get("force")):
         found = resumable_run(cfg, key, sweep.name if sweep else None)
@@ -227,7 +232,7 @@ def checked_resume_run(cfg: DictConfig, run_id: str, key: str, path: Path) -> st
         log.warning("%s was written by run %s, which is not in %s: continuing it in a new run",
                     path, run_id, cfg.logger.tracking_uri)
         return None
-    if run.data.tags.get("mer.config_hash") != key:
+    if run.data.tags.get(CONFIG_HASH_TAG) != key:
         raise MerError(f"ckpt_path={path} comes from run {run_id} ({run.info.run_name}), which trained other settings; "
                        f"resume it with its own command line: {run.data.tags.get('mer.overrides', '')}")
     if run.info.status == "FINISHED":

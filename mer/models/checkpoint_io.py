@@ -43,15 +43,25 @@ def checkpoint_from_run(client: MlflowClient, run_id: str, into: Path) -> Path:
     return checkpoints[-1]
 
 
-def load_checkpoint(path: Path) -> tuple[MicroExpressionModule, DictConfig]:
-    """The module and the resolved training config stored inside the checkpoint."""
+def load_checkpoint(path: Path) -> tuple[MicroExpressionModule, DictConfig, dict]:
+    """The module, the resolved training config stored inside the checkpoint, and the
+    checkpoint itself (its other entries: the input scaling, the run id), read once."""
     if not Path(path).is_file():
         raise MerError(f"ckpt_path={path} does not exist")
-    hparams = torch.load(path, map_location="cpu", weights_only=False).get("hyper_parameters", {})
+    stored = torch.load(path, map_location="cpu", weights_only=False)
+    hparams = stored.get("hyper_parameters", {})
     if not hparams.get("run_config"):
         raise MerError(f"{path} was not written by mer's train.py (no run_config inside)")
     run_cfg = OmegaConf.create(hparams["run_config"])
-    module = MicroExpressionModule.load_from_checkpoint(
-        path, map_location="cpu", net=instantiate(run_cfg.model), optimizer=instantiate(run_cfg.optim)
-    )
-    return module, run_cfg
+    # What Lightning's load_from_checkpoint does, on the dict already in memory: it would
+    # read and unpickle the file a second time.
+    module = MicroExpressionModule(net=instantiate(run_cfg.model), optimizer=instantiate(run_cfg.optim), **hparams)
+    module.on_load_checkpoint(stored)
+    module.load_state_dict(stored["state_dict"])
+    return module, run_cfg, stored
+
+
+def checkpoint_entries(path: Path) -> dict:
+    """The checkpoint's entries with its tensors memory-mapped, not read: for the small ones
+    a caller needs (the epoch, the run id) before Lightning loads the file itself."""
+    return torch.load(path, map_location="cpu", weights_only=False, mmap=True)

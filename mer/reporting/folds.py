@@ -20,8 +20,10 @@ from mer.data.splits import clip_set_digest
 from mer.common.errors import MerError
 from mer.common.metrics import confusion, scores
 from mer.reporting.confusion import confusion_figure
-from mer.tracking.runs import (CELL_TAG, COMPLETE_TAG, FIXED_SETTINGS_TAG, POOL_TAG, POOLED_ROLE, SWEEP_VARIED_TAG,
-                               TEST_CLIPS_TAG, TrackedRun, close_run, describe, hold_open)
+from mer.tracking.run_handle import TrackedRun
+from mer.tracking.run_lifecycle import close_run, describe, hold_open
+from mer.tracking.run_tags import (CELL_TAG, COMPLETE_TAG, CONFIG_HASH_TAG, FIXED_SETTINGS_TAG, POOLED_ROLE, POOL_TAG, SWEEP_VARIED_TAG,
+                                   TEST_CLIPS_TAG)
 
 PREDICTION_FIELDS = ("fold", "clip_id", "subject", "dataset", "label", "predicted")
 # What a pooled run takes from its fold runs: the grouping the tables and the sweep
@@ -152,7 +154,7 @@ def pool_cell(client, parent_run_id: str, runs: list, classes: Sequence[str], tr
     name = "pooled " + " ".join(part for part in sample.info.run_name.split() if not part.startswith("fold="))
     pooled = client.create_run(sample.info.experiment_id, run_name=name, tags={
         **tags, MLFLOW_RUN_NAME: name, MLFLOW_PARENT_RUN_ID: parent_run_id, "mer.role": POOLED_ROLE,
-        "mer.config_hash": sample.data.tags[POOL_TAG], "mer.pooled_runs": ",".join(r.info.run_id for r in complete.values())})
+        CONFIG_HASH_TAG: sample.data.tags[POOL_TAG], "mer.pooled_runs": ",".join(r.info.run_id for r in complete.values())})
     run_id = pooled.info.run_id
     hold_open(client, run_id)
     try:

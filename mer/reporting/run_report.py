@@ -16,7 +16,7 @@ from mer.preprocess.preview import preview_figure
 from mer.reporting.confusion import confusion_figure
 from mer.reporting.data_summary import summary_markdown
 from mer.reporting.folds import predictions_csv
-from mer.tracking.runs import TrackedRun
+from mer.tracking.run_handle import TrackedRun
 
 
 def log_data_report(run: TrackedRun, data: PreparedData, dataset_name: str, launch_dir: Path) -> None:

@@ -23,8 +23,9 @@ from mer.common.files import atomic_write_text, json_digest  # noqa: E402
 from mer.reporting.dataset_table import dataset_markdown, dataset_rows  # noqa: E402
 from mer.reporting.latex import dataset_latex, table6_latex, table_latex  # noqa: E402
 from mer.reporting.paper import PAPER_TABLE6, PAPER_TABLES, paper_figure  # noqa: E402
-from mer.tracking.runs import (COMPLETE_FILTER, FIXED_SETTINGS_TAG, POOLED_ROLE, SWEEP_VARIED_TAG, TEST_CLIPS_TAG,  # noqa: E402
-                               is_setting, short_name)
+from mer.tracking.config_hash import is_setting  # noqa: E402
+from mer.tracking.run_params import short_name  # noqa: E402
+from mer.tracking.run_tags import COMPLETE_FILTER, CONFIG_HASH_TAG, FIXED_SETTINGS_TAG, POOLED_ROLE, SWEEP_VARIED_TAG, TEST_CLIPS_TAG  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def sweep_runs(client: MlflowClient, experiment_name: str, sweep: str) -> list:
     newest = {}
     for run in counted_runs(found):
         if run.data.tags.get("mer.role") != "sweep_parent":
-            newest.setdefault(run.data.tags.get("mer.config_hash", run.info.run_id), run)
+            newest.setdefault(run.data.tags.get(CONFIG_HASH_TAG, run.info.run_id), run)
     runs = list(newest.values())
     if not runs:
         raise MerError(f"no complete runs of sweep {sweep!r} in experiment {experiment_name!r}")

@@ -312,7 +312,7 @@ def spot_eval_result(videos: list[VideoScore], classes: Sequence[str], draws: in
 
 def spot_eval(cfg: DictConfig, models: Sequence[TrainedModel], overrides: Sequence[str],
               allow_seen_subjects: bool = False) -> SpotEvalResult:
-    from mer.tracking.runs import tracked_run
+    from mer.tracking.run_lifecycle import tracked_run
 
     assignment = assign(recordings_in(cfg.data, progress=cfg.progress), models, cfg, allow_seen_subjects)
     pairs = assignment.pairs

@@ -40,7 +40,7 @@ class TrainedModel:
 
     def provenance(self) -> dict:
         """What a prediction needs to be traced back: the exact weights, preprocessing and code."""
-        from mer.tracking.runs import package_versions
+        from mer.tracking.provenance import package_versions
 
         return {"checkpoint": str(self.checkpoint), "checkpoint_sha256": self.checkpoint_sha256,
                 "run_id": self.run_id, "preprocess": self.settings.as_dict(),
@@ -75,8 +75,7 @@ def load_trained(checkpoint: Path | None = None, run_id: str | None = None,
         folder.mkdir(parents=True, exist_ok=True)
         checkpoint = checkpoint_from_run(client, run_id, folder)
     checkpoint = Path(checkpoint)
-    module, run_cfg = load_checkpoint(checkpoint)
-    stored = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    module, run_cfg, stored = load_checkpoint(checkpoint)
     try:
         offset, scale = input_scaling_of(stored, run_cfg, checkpoint)
     except MerError:

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities import rank_zero_only
 
-from mer.tracking.runs import TrackedRun
+from mer.tracking.run_handle import TrackedRun
 
 
 class TrackedRunLogger(Logger):

@@ -38,7 +38,7 @@ WRITES = {"log_batch", "log_param", "log_metric", "set_tag", "delete_tag", "log_
           "log_dict", "log_figure", "log_bytes", "log_inputs", "set_terminated", "update_run"}
 RUN_CALLS = WRITES | {"get_run", "list_artifacts", "download_artifacts", "get_metric_history"}
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
-MAX_PARAMS_PER_BATCH = 100
+MAX_PARAMS_PER_BATCH = 100  # and for params or tags; the run handle batches by it too
 
 
 def tracking_client(logger) -> MlflowClient:

@@ -15,7 +15,7 @@ import time
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from mer.tracking.runs import short_name
+from mer.tracking.run_params import short_name
 
 VIEW_ID = "mer-comparison"
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_ID}"

@@ -126,7 +126,7 @@ def test_a_cancelled_slurm_job_ends_the_sweep_failed_instead_of_waiting_forever(
 
 def test_a_run_of_an_ended_slurm_job_on_another_node_is_closed_by_cleanup(slurm_partition, make_cfg):
     """Another node's pid cannot be checked from here, but SLURM knows whether its job runs."""
-    from mer.tracking.runs import tracked_run
+    from mer.tracking.run_lifecycle import tracked_run
     from mer.tracking.stale_runs import close_stale_runs
 
     job = subprocess.run(["sbatch", "--parsable", "-p", slurm_partition, "-c", "1", "-o", "/dev/null", "--wrap",

@@ -14,7 +14,7 @@ import pytest
 from conftest import ROOT
 from harness import store_runs
 from mer.common.errors import MerError
-from mer.tracking.runs import config_hash
+from mer.tracking.config_hash import config_hash
 from mer.commands.train import train
 
 
@@ -68,6 +68,6 @@ def test_mlflow_telemetry_is_off_unless_the_user_turns_it_on(tmp_path, setting, 
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
     if setting is not None:
         env["MLFLOW_DISABLE_TELEMETRY"] = setting
-    script = "import mer.tracking.runs\nfrom mlflow.telemetry import get_telemetry_client\nprint(get_telemetry_client() is not None)"
+    script = "import mer.tracking.run_lifecycle\nfrom mlflow.telemetry import get_telemetry_client\nprint(get_telemetry_client() is not None)"
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == str(enabled), done.stderr[-2000:]

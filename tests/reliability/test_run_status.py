@@ -72,7 +72,7 @@ def test_the_next_run_closes_a_run_whose_process_is_gone(make_cfg):
     as the next run of its store starts."""
     from mlflow.tracking import MlflowClient
 
-    from mer.tracking.runs import tracked_run
+    from mer.tracking.run_lifecycle import tracked_run
 
     cfg = make_cfg("logger.run_name=orphan")
     ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
@@ -91,7 +91,7 @@ def test_a_run_of_another_host_is_left_alone_and_listed_by_cleanup(make_cfg):
     nor stays silent about it (a run of a SLURM job is judged by SLURM: tests/cluster)."""
     from mlflow.tracking import MlflowClient
 
-    from mer.tracking.runs import tracked_run
+    from mer.tracking.run_lifecycle import tracked_run
 
     cfg = make_cfg("logger.run_name=elsewhere")
     with tracked_run(cfg, []) as other:
@@ -116,7 +116,7 @@ def test_a_store_on_a_full_disk_never_leaves_the_run_running(train_overrides, sm
     script = textwrap.dedent(f"""
         import sys
         from mer.common.config import compose_train
-        from mer.tracking.runs import tracked_run
+        from mer.tracking.run_lifecycle import tracked_run
         cfg = compose_train({overrides!r})
         with tracked_run(cfg, []) as run:
             filler = open({str(disk / 'filler')!r}, "wb")
