@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup train test test-all bench ui mlflow-server generate clean
+.PHONY: setup train test test-all bench ui mlflow-server generate docs clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,10 @@ test-all: setup
 
 generate: setup
 	$(VENV)/bin/mer generate data/builtin_smic
+
+# The documentation site (docs/, mkdocs.yml) into site/; --strict fails on a broken link or anchor.
+docs: setup
+	$(VENV)/bin/mkdocs build --strict
 
 # The Keras/TensorFlow peer and tcmalloc are for the benchmark only: training never needs them.
 bench: setup

@@ -64,7 +64,7 @@ def known_table3_store(tmp_path) -> MlflowClient:
     known = {0.01: [0.5, 0.7], 0.001: [0.8, 0.9, 1.0], 0.0001: [0.6]}
     for lr, accs in known.items():
         for seed, acc in enumerate(accs, 1):
-            run = client.create_run(experiment, tags={"mer.sweep_name": "table3_lr", "mer.common.selection": "last_epoch",
+            run = client.create_run(experiment, tags={"mer.sweep_name": "table3_lr", "mer.selection": "last_epoch",
                                                       "mer.config_hash": f"c{seed}" if lr == 0.0001 else f"{lr}-{seed}",
                                                       "mer.complete": "true"})
             for key, value in {"optim.lr": lr, "seed": seed, "sweep.varied": "optim.lr", "data.name": "builtin",
@@ -126,9 +126,25 @@ def make_cfg(tmp_path, tiny_tree, shared_dirs):
     return _make
 
 
-def run_script(script: str, *args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
+def run_script(script: str, *args: str, cwd: Path = ROOT, timeout: int = 600, process: bool = False) -> subprocess.CompletedProcess:
+    """`python train.py ARGS` (or evaluate.py): Hydra, Lightning and MLflow exactly as on the
+    command line, in this process (`run_in_process`); with `process=True` in a real one of its
+    own, where the test is about that boundary (DDP's launcher re-runs the command line; a
+    server's lost-state and environment belong to the process)."""
+    if not process:
+        from helpers import run_in_process
+        from mer.commands.entrypoints import evaluate_main, train_main
+
+        return run_in_process({"train.py": train_main, "evaluate.py": evaluate_main}[script], [str(ROOT / script), *args], cwd)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def run_mer(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """`mer ARGS`, in this process (`run_in_process`)."""
+    from helpers import run_in_process
+
+    return run_in_process(lambda: sys.exit(mer_main(list(args))), ["mer", *args], cwd)
 
 
 @pytest.fixture

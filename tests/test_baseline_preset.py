@@ -14,6 +14,7 @@ from mer.data.datamodule import ClipDataModule
 from mer.data.scaling import input_scaling
 from mer.common.errors import MerError
 from mer.commands.train import train
+from helpers import runs_of
 
 
 def test_the_preset_has_the_published_settings():
@@ -43,7 +44,7 @@ def test_the_preset_trains_on_numbers_from_its_training_clips(make_cfg):
     cfg = make_cfg("experiment=microexpstcnn", "debug=fast", "logger.run_name=baseline-preset")
     train(cfg, ["experiment=microexpstcnn"])
     client = MlflowClient(cfg.logger.tracking_uri)
-    (run,) = client.search_runs([client.get_experiment_by_name("mer").experiment_id], "attributes.run_name = 'baseline-preset'")
+    (run,) = runs_of(client, "attributes.run_name = 'baseline-preset'")
     # The training clips as the run's split file lists them, read from the cache folder it used.
     (split,) = Path(client.download_artifacts(run.info.run_id, "data")).glob("holdout-*.json")
     (fold,) = json.loads(split.read_text())["folds"]

@@ -1,13 +1,12 @@
-"""train.py / evaluate.py as a user runs them, in subprocesses."""
+"""train.py / evaluate.py as a user runs them: the same Hydra command lines, run in this process."""
 
 import csv
 import json
-import subprocess
-import sys
 
 from mlflow.tracking import MlflowClient
 
-from conftest import base_overrides, run_script
+from conftest import base_overrides, run_mer, run_script
+from helpers import runs_of
 
 
 def test_three_value_multirun_makes_three_grouped_runs(tmp_path, tiny_tree, shared_dirs):
@@ -17,7 +16,7 @@ def test_three_value_multirun_makes_three_grouped_runs(tmp_path, tiny_tree, shar
     result = run_script("train.py", "-m", "optim.lr=0.01,0.001,0.0001", *args)
     assert result.returncode == 0, result.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{store}")
-    runs = client.search_runs([client.get_experiment_by_name("mer").experiment_id])
+    runs = runs_of(client)
     (parent,) = [r for r in runs if r.data.tags.get("mer.role") == "sweep_parent"]
     runs = [r for r in runs if r is not parent]
     assert len(runs) == 3
@@ -118,11 +117,7 @@ def test_a_fold_sweep_pools_each_cell_once_and_its_table_counts_the_pooled_cells
 
 
 def test_data_summary_counts_per_class_and_subject(tmp_path, tiny_tree):
-    import subprocess
-    import sys
-
-    result = subprocess.run([sys.executable, "-m", "mer.commands.cli", "data", "summary", f"data.root={tiny_tree}",
-                             f"paths.root_dir={tmp_path}"], capture_output=True, text=True, timeout=300)
+    result = run_mer("data", "summary", f"data.root={tiny_tree}", f"paths.root_dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "18 clips, 6 subjects, 3 classes." in result.stdout
     assert "| subject | negative | positive | surprise | total |" in result.stdout
@@ -145,7 +140,7 @@ def test_evaluate_uses_its_own_folders_not_the_training_machines(tmp_path, tiny_
     shutil.move(trained, moved)
     shutil.rmtree(moved / "data" / "splits")  # the split must come from the run itself
     client = MlflowClient(store)
-    (run,) = client.search_runs([client.get_experiment_by_name("mer").experiment_id])
+    (run,) = runs_of(client)
     result = run_script("evaluate.py", f"run_id={run.info.run_id}", f"paths.root_dir={moved}", *common)
     assert result.returncode == 0, result.stderr[-3000:]
     printed = dict(line.split() for line in result.stdout.splitlines() if line.startswith("eval/"))
@@ -159,8 +154,7 @@ def test_evaluate_uses_its_own_folders_not_the_training_machines(tmp_path, tiny_
 
 def test_the_experiment_opens_as_model_training_with_its_description_and_mer_ui_prints_its_address(tmp_path):
     store = f"sqlite:///{tmp_path}/mlflow.db"
-    done = subprocess.run([sys.executable, "-m", "mer.commands.cli", "ui", "--tracking-uri", store, "--port", "5123", "--dry-run"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    done = run_mer("ui", "--tracking-uri", store, "--port", "5123", "--dry-run", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     experiment = MlflowClient(store).get_experiment_by_name("mer")
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"

@@ -9,15 +9,6 @@ from mer.commands.cli import main as mer_main
 from mer.models.checkpoint_io import load_checkpoint
 from mer.models.export import export_onnx
 from mer.models.mer3dcnn import MER3DCNN
-from mer.commands.train import train
-
-
-@pytest.fixture
-def checkpoint(make_cfg, tmp_path):
-    cfg = make_cfg("trainer.max_epochs=1", "test=false")
-    train(cfg, ["trainer.max_epochs=1"])
-    (path,) = (tmp_path / "out" / "checkpoints").glob("epoch*.ckpt")
-    return path
 
 
 def onnx_logits(path, clips):

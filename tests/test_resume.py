@@ -17,7 +17,7 @@ from mer.common.errors import MerError
 from mer.commands.train import train
 
 from conftest import base_overrides, run_script
-from reliability.harness import start_train, store_runs
+from helpers import runs_of, start_train
 
 EPOCHS = ["trainer.max_epochs=6", "data.batch_size=4"]
 
@@ -57,7 +57,7 @@ def uninterrupted(tmp_path_factory, tiny_tree, shared_dirs):
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     result = run_script("train.py", *base_overrides(tmp, tiny_tree, shared_dirs), f"logger.tracking_uri={uri}", *EPOCHS)
     assert result.returncode == 0, result.stderr[-3000:]
-    (run,) = store_runs(tmp / "mlflow.db")
+    (run,) = runs_of(tmp / "mlflow.db")
     return run, uri
 
 
@@ -66,12 +66,12 @@ def test_a_run_killed_after_epoch_3_of_6_resumes_into_the_same_run_with_the_unin
     uninterrupted, _ = uninterrupted
     store = tmp_path / "mlflow.db"
     kill_after_epochs(store, 3, *train_overrides, *EPOCHS)
-    (killed,) = store_runs(store)
+    (killed,) = runs_of(store)
     assert killed.info.status == "RUNNING"  # kill -9: nothing could close it
 
     result = run_script("train.py", *train_overrides, *EPOCHS, "resume=true")
     assert result.returncode == 0, result.stderr[-3000:]
-    (run,) = store_runs(store)  # the same run, not a second one
+    (run,) = runs_of(store)  # the same run, not a second one
     assert run.info.run_id == killed.info.run_id
     assert (run.info.status, run.data.tags["mer.complete"], run.data.tags["mer.resumed"]) == ("FINISHED", "true", "1")
     assert "mer.error" not in run.data.tags and "mer.stale" not in run.data.tags
@@ -104,12 +104,12 @@ def test_a_sweep_run_again_after_a_crash_finishes_the_interrupted_cell_from_its_
     sweep = ["-m", "+sweeps=table3_lr", "optim.lr=0.01,0.001", *EPOCHS,
              *(o for o in train_overrides if not o.startswith("paths.output_dir="))]
     kill_after_epochs(store, 3, *sweep)
-    first = {r.info.run_name: r for r in store_runs(store) if r.data.tags.get("mer.role") != "sweep_parent"}
+    first = {r.info.run_name: r for r in runs_of(store) if r.data.tags.get("mer.role") != "sweep_parent"}
     (interrupted,) = first.values()  # killed in the first cell
 
     result = run_script("train.py", *sweep)
     assert result.returncode == 0, result.stderr[-3000:]
-    runs = store_runs(store)
+    runs = runs_of(store)
     cells = [r for r in runs if r.data.tags.get("mer.role") != "sweep_parent"]
     assert sorted(r.info.status for r in cells) == ["FINISHED", "FINISHED"]
     resumed = next(r for r in cells if r.info.run_id == interrupted.info.run_id)

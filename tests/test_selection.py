@@ -16,14 +16,9 @@ from mer.common.selection import objective_value
 from mer.commands.train import train
 
 from conftest import base_overrides, run_script
+from helpers import runs_of
 
 TINY_SWEEP = ("+sweeps=table3_lr", "optim.lr=0.001", "trainer.max_epochs=1")
-
-
-def runs_of(store, query=""):
-    client = MlflowClient(store)
-    experiment = client.get_experiment_by_name("mer")
-    return client.search_runs([experiment.experiment_id], query) if experiment else []
 
 
 def refused(result, *needles):
@@ -77,8 +72,8 @@ def test_the_configured_checkpoint_monitor_is_used(make_cfg):
                    "callbacks.model_checkpoint.mode=min", "trainer.max_epochs=3", "logger.run_name=val-loss-monitor")
     metrics = train(cfg, [])
     client = MlflowClient(cfg.logger.tracking_uri)
-    (run,) = client.search_runs([client.get_experiment_by_name("mer").experiment_id], "attributes.run_name = 'val-loss-monitor'")
-    assert run.data.tags["mer.common.selection"] == "best val/loss"
+    (run,) = runs_of(client, "attributes.run_name = 'val-loss-monitor'")
+    assert run.data.tags["mer.selection"] == "best val/loss"
     losses = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "val/loss"), key=lambda m: m.step)]
     assert len(losses) == 3 and int(run.data.params["fold.selected_epoch"]) == losses.index(min(losses))
     assert {"val/acc", "val/acc_best", "heldout/acc", "test/acc"} <= set(metrics)

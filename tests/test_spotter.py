@@ -22,6 +22,7 @@ from mer.spotting.intervals import SpottingSettings, spot
 from mer.spotting.model import load_trained
 from mer.spotting.windows import Window
 from mer.commands.train import train
+from helpers import runs_of
 
 CLASSES = (NONE, "negative", "positive", "surprise")
 LABELS = {"happy": "positive", "disgust": "negative", "anger": "negative"}
@@ -43,7 +44,7 @@ def spotter_run(tmp_path_factory, shared_dirs):
     cfg = compose_train(overrides)
     train(cfg, overrides)
     client = MlflowClient(store)
-    (run,) = client.search_runs([client.get_experiment_by_name("mer").experiment_id])
+    (run,) = runs_of(client)
     return tmp, store, run, cfg
 
 
@@ -95,7 +96,7 @@ def test_the_spotter_is_a_tracked_loso_run_with_the_none_class(spotter_run):
     params = run.data.params
     assert run.info.status == "FINISHED"
     assert (params["windows.none_ratio"], params["windows.stride"], params["windows.seed"]) == ("2.0", "5", "0")
-    assert params["protocol"] == "loso" and run.data.tags["mer.common.selection"].startswith("best val/")
+    assert params["protocol"] == "loso" and run.data.tags["mer.selection"].startswith("best val/")
     assert int(params["fold.n_val"]) > 0 and run.data.tags["mer.fold"] == "subject=s15"
     assert load_trained(run_id=run.info.run_id, tracking_uri=store).classes == list(CLASSES)
 

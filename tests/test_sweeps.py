@@ -14,7 +14,8 @@ from mer.common.config import CONFIG_DIR, PROJECT_ROOT
 from mer.reporting.tables import build_sweep_report
 from mer.tracking.run_tags import FIXED_SETTINGS_TAG
 
-from conftest import base_overrides, known_table3_store, run_script
+from conftest import base_overrides, known_table3_store, run_mer, run_script
+from helpers import runs_of
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SWEEPS = {
@@ -73,8 +74,7 @@ def test_tiny_sweep_parent_children_tables_and_resume(tmp_path, tiny_tree, share
     shutil.rmtree(tmp_path / "out", ignore_errors=True)
     shutil.rmtree(tmp_path / "outputs", ignore_errors=True)
     out = tmp_path / "tables"
-    cli = subprocess.run([sys.executable, "-m", "mer.commands.cli", "tables", "--sweep", "table3_lr", "--out", str(out),
-                          "--tracking-uri", f"sqlite:///{store}"], capture_output=True, text=True, timeout=300)
+    cli = run_mer("tables", "--sweep", "table3_lr", "--out", str(out), "--tracking-uri", f"sqlite:///{store}")
     assert cli.returncode == 0, cli.stderr[-2000:]
     for name in ("table3_lr.md", "table3_lr.csv", "table3_lr_table6.md", "table3_lr_accuracy.png", "table3_lr_curves.png"):
         assert (out / name).stat().st_size > 0
@@ -117,7 +117,7 @@ def test_two_sweeps_at_once_on_a_fresh_sqlite_store_keep_their_folders_ids_and_r
         _, stderr = process.communicate(timeout=600)
         assert process.returncode == 0, stderr[-3000:]
     client = MlflowClient(f"sqlite:///{store}")
-    runs = client.search_runs([client.get_experiment_by_name("mer").experiment_id])
+    runs = runs_of(client)
     children = [r for r in runs if r.data.tags.get("mer.role") != "sweep_parent"]
     assert sorted(r.data.params["lr"] for r in children) == ["0.0001", "0.001", "0.003", "0.01"]
     assert {r.info.status for r in runs} == {"FINISHED"} and len(runs) == 6

@@ -107,7 +107,7 @@ def test_a_run_is_tracked_with_config_metrics_and_artifacts(make_cfg):
     assert run.info.status == "FINISHED"
     assert run.data.params["lr"] == "0.001" and run.data.params["seed"] == "1"
     assert run.data.params["fold.n_test"] == "4" and run.data.params["data.clips_failed"] == "0"
-    assert run.data.params["fold.selected_epoch"] == "1" and run.data.tags["mer.common.selection"] == "last_epoch"
+    assert run.data.params["fold.selected_epoch"] == "1" and run.data.tags["mer.selection"] == "last_epoch"
     for tag in ("mer.versions", "mlflow.source.git.commit", "mer.cpu"):
         assert tag in run.data.tags
     versions = run.data.tags["mer.versions"]

@@ -115,7 +115,7 @@ def fit_fold(cfg: DictConfig, data: PreparedData, fold: dict, run: TrackedRun, r
     checkpoint = trainer.checkpoint_callback
     monitor = checkpoint.monitor if checkpoint is not None else None
     selection = f"best {monitor}" if monitor else "last_epoch"
-    run.set_tags({"mer.common.selection": selection, "mer.fold": fold["name"], "mer.protocol": data.protocol.name,
+    run.set_tags({"mer.selection": selection, "mer.fold": fold["name"], "mer.protocol": data.protocol.name,
                   **ran_tags(trainer, module.net)})
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     best = checkpoint.best_model_path if checkpoint is not None else ""

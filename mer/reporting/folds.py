@@ -29,7 +29,7 @@ PREDICTION_FIELDS = ("fold", "clip_id", "subject", "dataset", "label", "predicte
 # What a pooled run takes from its fold runs: the grouping the tables and the sweep
 # parent read, the protocol and the reported epoch, the sweep and the provenance.
 POOLED_CELL_TAGS = (CELL_TAG, FIXED_SETTINGS_TAG, SWEEP_VARIED_TAG, "mer.sweep_name", "mer.sweep_id", "mer.protocol",
-                    "mer.common.selection", "mlflow.source.git.commit", "mer.versions", "seed")
+                    "mer.selection", "mlflow.source.git.commit", "mer.versions", "seed")
 
 
 def predictions_csv(rows: Sequence[dict], classes: Sequence[str]) -> str:
@@ -169,7 +169,7 @@ def pool_cell(client, parent_run_id: str, runs: list, classes: Sequence[str], tr
             path = client.download_artifacts(run.info.run_id, "predictions.csv")
             with open(path) as handle_:
                 predictions += read_predictions_csv(handle_.read())
-        log_fold_report(handle, predictions, classes, tags.get("mer.protocol", "folds"), tags.get("mer.common.selection", "?"),
+        log_fold_report(handle, predictions, classes, tags.get("mer.protocol", "folds"), tags.get("mer.selection", "?"),
                         [r.data.metrics for r in complete.values()])
         client.set_tag(run_id, COMPLETE_TAG, "true")
     except BaseException as error:

@@ -201,7 +201,7 @@ def protocol_note(runs, rows: list[dict]) -> str:
     step = f" {n_test} held-out clips allow only steps of {100 / n_test:.2f} points." if n_test else ""
     root = run.data.params.get("data.root")
     note = (f"Data: {param(run, 'data.name') or '?'}{f' ({root})' if root else ''}; "
-            f"protocol: {param(run, 'protocol.name') or '?'}, reported epoch: {run.data.tags.get('mer.common.selection', '?')}."
+            f"protocol: {param(run, 'protocol.name') or '?'}, reported epoch: {run.data.tags.get('mer.selection', '?')}."
             f"{step} Each cell is the mean ± std over the runs counted; bold: the cell with the best held-out mean, "
             "picked on the held-out clips as the paper picks (optimistic).")
     if any(row["mixed_clips"] for row in rows):

@@ -5,14 +5,16 @@ from __future__ import annotations
 from mlflow.tracking import MlflowClient
 
 from conftest import run_script
+from helpers import runs_of
 
 
 def test_a_parallel_sweep_runs_its_cells_in_worker_processes_under_one_parent(train_overrides, tmp_path):
     result = run_script("train.py", "-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", *train_overrides,
-                        "trainer.max_epochs=1", "test=false", "model.impl=stock", "optim.lr=0.01,0.001")
+                        "trainer.max_epochs=1", "test=false", "model.impl=stock", "optim.lr=0.01,0.001",
+                        process=True)  # joblib's workers outlive a sweep run in this process
     assert result.returncode == 0, result.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    runs = client.search_runs([client.get_experiment_by_name("mer").experiment_id])
+    runs = runs_of(client)
     (parent,) = [r for r in runs if r.data.tags.get("mer.role") == "sweep_parent"]
     children = [r for r in runs if r is not parent]
     assert sorted(r.data.params["lr"] for r in children) == ["0.001", "0.01"]

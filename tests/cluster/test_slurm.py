@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from conftest import ROOT
 from mer.common.config import CONFIG_DIR
+from helpers import runs_of
 
 SCRIPTS = ROOT / "scripts" / "slurm"
 
@@ -60,9 +61,8 @@ def outcome(sweep: subprocess.Popen, name: str, timeout: int) -> str:
         pytest.fail(f"the sweep was still waiting after {timeout} s: {sweep.communicate()[1][-3000:]}")
 
 
-def runs_of(tmp_path):
-    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    runs = client.search_runs([client.get_experiment_by_name("mer").experiment_id])
+def parent_and_jobs(tmp_path):
+    runs = runs_of(tmp_path / "mlflow.db")
     parents = [r for r in runs if r.data.tags.get("mer.role") == "sweep_parent"]
     return parents, [r for r in runs if r not in parents]
 
@@ -90,7 +90,7 @@ def test_a_slurm_sweep_runs_each_cell_as_a_job_under_one_parent(slurm_partition,
                               'hydra.launcher.setup=["unset MER_PARENT_RUN_ID"]')
     stderr = outcome(sweep, name, 600)
     assert sweep.returncode == 0, stderr[-3000:]
-    (parent,), children = runs_of(tmp_path)
+    (parent,), children = parent_and_jobs(tmp_path)
     assert parent.info.status == "FINISHED", parent.data.tags.get("mer.error")
     assert sorted(r.data.params["lr"] for r in children) == ["0.001", "0.01"]
     assert {r.data.tags.get("mlflow.parentRunId") for r in children} == {parent.info.run_id}
@@ -119,7 +119,7 @@ def test_a_cancelled_slurm_job_ends_the_sweep_failed_instead_of_waiting_forever(
     subprocess.run(["scancel", "--name", name], check=True)
     stderr = outcome(sweep, name, 120)
     assert sweep.returncode == 1 and "UncompletedJobError" in stderr and "CANCELLED" in stderr, stderr[-3000:]
-    (parent,), children = runs_of(tmp_path)
+    (parent,), children = parent_and_jobs(tmp_path)
     assert parent.info.status == "FAILED"
     assert not [r for r in children if r.info.status == "FINISHED"]
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
-from harness import store_runs
+from conftest import ROOT, run_mer
+from helpers import runs_of
 from mer.common.errors import MerError
 from mer.tracking.config_hash import config_hash
 from mer.commands.train import train
@@ -26,7 +26,7 @@ def test_bad_numbers_are_refused_before_any_work_naming_each_key(train_overrides
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == ("error: optim.lr='abc' must be a number > 0; data.batch_size=0 must be "
                                                     "an integer >= 1; trainer.max_epochs=-1 must be an integer >= 1")
-    assert store_runs(tmp_path / "mlflow.db") == [] and not cache.exists()
+    assert runs_of(tmp_path / "mlflow.db") == [] and not cache.exists()
 
 
 def test_a_window_far_longer_than_the_clips_is_refused_naming_both_keys(make_cfg, caplog):
@@ -42,7 +42,7 @@ def test_a_window_far_longer_than_the_clips_is_refused_naming_both_keys(make_cfg
                                   ["data", "summary", "data=casme2"], ["preview", "clip-folder", "data=nope"]],
                          ids=["unknown option", "unknown key", "missing data.root", "preview"])
 def test_the_mer_command_reports_config_errors_in_one_line(args, tmp_path):
-    done = subprocess.run([sys.executable, "-m", "mer.commands.cli", *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    done = run_mer(*args, cwd=tmp_path)
     assert done.returncode == 1
     assert len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith("error: "), done.stderr
     assert {"data=nope": "Could not find 'data/nope'", "foo=1": "Could not override 'foo'",

@@ -44,6 +44,10 @@ SCRIPT = textwrap.dedent('''
             assert len(report.ok) == len(records) and report.preprocessed == len(records), report
             print("built", build, flush=True)
         stop.set()
+        # Joined before the interpreter exits: a thread still inside torch or OpenCV then
+        # aborts the process ("terminate called without an active exception").
+        for thread in threads:
+            thread.join()
 ''')
 
 

@@ -11,15 +11,16 @@ import textwrap
 
 import pytest
 
-from conftest import ROOT
-from harness import start_train, store_runs, wait_until_training
+from conftest import ROOT, run_mer
+from harness import running_with_training_loss
+from helpers import runs_of, start_train, wait_until_training
 from mer.common.errors import MerError
 from mer.commands.train import train
 
 
 def stop_with(signum: int, *args: str, cwd) -> tuple[subprocess.Popen, str]:
     process = start_train(*args, cwd=cwd)
-    wait_until_training(cwd / "mlflow.db", process)
+    wait_until_training(process, lambda: running_with_training_loss(cwd / "mlflow.db"))
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=120)
     return process, stderr
@@ -29,7 +30,7 @@ def test_ctrl_c_in_a_sweep_marks_its_runs_killed_and_exits_130(train_overrides, 
     process, stderr = stop_with(signal.SIGINT, "-m", *train_overrides, "trainer.max_epochs=300", "seed=1", cwd=tmp_path)
     assert process.returncode == 130, stderr[-2000:]
     assert stderr.strip().splitlines()[-1] == "stopped: interrupted by SIGINT"
-    runs = {run.data.tags.get("mer.role", "job"): run for run in store_runs(tmp_path / "mlflow.db")}
+    runs = {run.data.tags.get("mer.role", "job"): run for run in runs_of(tmp_path / "mlflow.db")}
     assert set(runs) == {"job", "sweep_parent"}
     for role, run in runs.items():
         # which run, and the process's own account, where one is left open (seen once, on a fresh clone's first test)
@@ -41,28 +42,27 @@ def test_ctrl_c_in_a_sweep_marks_its_runs_killed_and_exits_130(train_overrides, 
 def test_sigterm_marks_the_run_killed_and_exits_143(train_overrides, tmp_path):
     process, stderr = stop_with(signal.SIGTERM, *train_overrides, "trainer.max_epochs=300", cwd=tmp_path)
     assert process.returncode == 143, stderr[-2000:]
-    (run,) = store_runs(tmp_path / "mlflow.db")
+    (run,) = runs_of(tmp_path / "mlflow.db")
     assert run.info.status == "KILLED" and run.data.tags["mer.error"] == "interrupted by SIGTERM"
 
 
 def cleanup(store) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mer.commands.cli", "runs", "cleanup", f"--tracking-uri=sqlite:///{store}"],
-                          capture_output=True, text=True, timeout=120)
+    return run_mer("runs", "cleanup", f"--tracking-uri=sqlite:///{store}")
 
 
 def test_a_run_left_running_by_kill_9_is_closed_by_cleanup_and_a_live_one_is_not(train_overrides, tmp_path):
     store = tmp_path / "mlflow.db"
     process = start_train(*train_overrides, "trainer.max_epochs=300", cwd=tmp_path)
-    wait_until_training(store, process)
+    wait_until_training(process, lambda: running_with_training_loss(store))
     assert cleanup(store).stdout.startswith("closed 0 run(s)"), "a run whose process lives was taken for stale"
     process.kill()
     process.communicate()
-    (run,) = store_runs(store)
+    (run,) = runs_of(store)
     assert run.info.status == "RUNNING"
     done = cleanup(store)
     assert done.returncode == 0
     assert done.stdout.startswith(f"closed 1 run(s) left RUNNING by a process that is gone\n  {run.info.run_id}")
-    (run,) = store_runs(store)
+    (run,) = runs_of(store)
     assert run.info.status == "FAILED" and run.data.tags["mer.stale"] == "true"
     assert re.search(r"its process \(pid \d+ on .+\) ended without closing the run", run.data.tags["mer.error"])
 
@@ -131,9 +131,8 @@ def test_a_store_on_a_full_disk_never_leaves_the_run_running(train_overrides, sm
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1 and "RuntimeError: training broke while the disk was full" in done.stderr
     (disk / "filler").unlink()
-    subprocess.run([sys.executable, "-m", "mer.commands.cli", "runs", "cleanup", f"--tracking-uri=sqlite:///{store}"],
-                   check=True, capture_output=True, timeout=120)
-    (run,) = store_runs(store)
+    assert cleanup(store).returncode == 0
+    (run,) = runs_of(store)
     assert run.info.status == "FAILED"
 
 
@@ -144,7 +143,7 @@ def test_a_nan_loss_stops_the_run_failed_naming_the_epoch_and_step(make_cfg):
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(cfg.logger.tracking_uri)
-    (run,) = client.search_runs([client.get_experiment_by_name("mer").experiment_id], "attributes.run_name = 'diverges'")
+    (run,) = runs_of(client, "attributes.run_name = 'diverges'")
     assert run.info.status == "FAILED" and "training diverged" in run.data.tags["mer.error"]
     assert "test/acc" not in run.data.metrics
 
@@ -158,7 +157,7 @@ def test_a_full_disk_while_checkpointing_leaves_no_truncated_checkpoint(make_cfg
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(cfg.logger.tracking_uri)
-    (run,) = client.search_runs([client.get_experiment_by_name("mer").experiment_id], "attributes.run_name = 'disk-full-ckpt'")
+    (run,) = runs_of(client, "attributes.run_name = 'disk-full-ckpt'")
     assert run.info.status == "FAILED" and "No space left on device" in run.data.tags["mer.error"]
 
 
@@ -166,7 +165,7 @@ def test_a_sweep_with_a_refused_job_records_it_and_ends_its_parent_failed(train_
     done = subprocess.run([sys.executable, str(ROOT / "train.py"), "-m", *train_overrides, "debug=fast",
                            "model.dropout=0.3,1.5"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]  # the sweep goes on past a refused job
-    runs = store_runs(tmp_path / "mlflow.db")
+    runs = runs_of(tmp_path / "mlflow.db")
     (parent,) = [r for r in runs if r.data.tags.get("mer.role") == "sweep_parent"]
     (refused,) = [r for r in runs if r.info.run_name.endswith("(refused)")]
     assert refused.info.status == "FAILED" and refused.data.tags["mlflow.parentRunId"] == parent.info.run_id

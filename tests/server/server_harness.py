@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,15 +15,12 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from conftest import ROOT
+from helpers import free_port
 
 SCRIPT = ROOT / "scripts" / "mlflow-server.sh"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def cannot_run_postgres() -> str | None:
@@ -107,29 +103,3 @@ def server_folder() -> Path:
     folder = Path(tempfile.mkdtemp(prefix="mer-mlflow-"))
     folder.chmod(0o755)
     return folder
-
-
-def start_train(*args: str, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-
-
-def runs_of(client: MlflowClient, experiment_name: str, query: str = "") -> list:
-    experiment = client.get_experiment_by_name(experiment_name)
-    return client.search_runs([experiment.experiment_id], query) if experiment else []
-
-
-def wait_until_training(client: MlflowClient, experiment_name: str, process: subprocess.Popen, timeout: float = 240) -> None:
-    """Until a RUNNING run of the experiment on the server has logged a training loss."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"train.py ended early ({process.returncode}): {process.stderr.read()[-3000:]}")
-        try:
-            if runs_of(client, experiment_name, "attributes.status = 'RUNNING' and metrics.`train/loss` > -1"):
-                return
-        except Exception:  # the experiment is being created
-            pass
-        time.sleep(0.5)
-    process.kill()
-    raise AssertionError("train.py never started training")

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from conftest import base_overrides, run_script
-from server_harness import (TrackingServer, cannot_run_postgres, free_port, runs_of, server_folder, start_train,
-                            wait_until_training)
+from helpers import free_port, runs_of, start_train, wait_until_training
+from server_harness import TrackingServer, cannot_run_postgres, server_folder
 
 NOT_ANSWERING = re.compile(r"error: MLflow tracking server (http://\S+) is not answering \(Connection refused\); "
                            r"start it \(make mlflow-server\) or check MLFLOW_TRACKING_URI")
@@ -59,14 +59,14 @@ def server_overrides(tmp_path, tiny_tree, shared_dirs, experiment: str) -> list[
 
 def test_a_sweep_logs_its_runs_and_artifacts_on_the_server(server, tmp_path, tiny_tree, shared_dirs):
     done = run_script("train.py", "-m", *server_overrides(tmp_path, tiny_tree, shared_dirs, server.experiment),
-                      "trainer.max_epochs=1", "optim.lr=0.01,0.001", cwd=tmp_path)
+                      "trainer.max_epochs=1", "optim.lr=0.01,0.001", cwd=tmp_path, process=True)
     assert done.returncode == 0, done.stderr[-3000:]
     client = server.client()
     experiment = client.get_experiment_by_name(server.experiment)
     # Created by the client, located by the server: its --artifacts-destination, not this disk.
     assert experiment.artifact_location == f"mlflow-artifacts:/{experiment.experiment_id}"
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
-    runs = runs_of(client, server.experiment)
+    runs = runs_of(client, experiment=server.experiment)
     (parent,) = [r for r in runs if r.data.tags.get("mer.role") == "sweep_parent"]
     children = [r for r in runs if r is not parent]
     assert parent.info.status == "FINISHED"
@@ -123,7 +123,8 @@ def test_a_server_that_is_not_there_stops_the_run_in_seconds_in_one_line(multiru
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     started = time.monotonic()
     done = run_script("train.py", *(["-m"] if multirun else []), *server_overrides(tmp_path, tiny_tree, shared_dirs, "mer"),
-                      "trainer.max_epochs=1", *(["optim.lr=0.01,0.001"] if multirun else []), cwd=tmp_path, timeout=300)
+                      "trainer.max_epochs=1", *(["optim.lr=0.01,0.001"] if multirun else []), cwd=tmp_path, timeout=300,
+                      process=True)
     elapsed = time.monotonic() - started
     assert done.returncode == 1, done.stderr[-3000:]
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
@@ -151,7 +152,7 @@ def test_the_start_up_check_itself_takes_under_a_second():
 def test_logger_mlflow_server_without_mlflow_tracking_uri_says_what_to_set(tmp_path, tiny_tree, shared_dirs, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     done = run_script("train.py", *server_overrides(tmp_path, tiny_tree, shared_dirs, "mer"), "trainer.max_epochs=1",
-                      cwd=tmp_path, timeout=300)
+                      cwd=tmp_path, timeout=300, process=True)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
     assert done.stderr.strip().splitlines()[-1].startswith(
         "error: logger=mlflow_server reads the tracking server's address from MLFLOW_TRACKING_URI, which is not set")
@@ -170,8 +171,9 @@ def test_a_server_killed_mid_run_loses_nothing_and_upload_puts_the_run_back(serv
     process = start_train(*server_overrides(tmp_path, tiny_tree, shared_dirs, server.experiment),
                           f"trainer.max_epochs={epochs}", cwd=tmp_path)
     client = server.client()
-    wait_until_training(client, server.experiment, process)
-    (on_server,) = runs_of(client, server.experiment)
+    wait_until_training(process, lambda: bool(runs_of(client, "attributes.status = 'RUNNING' and metrics.`train/loss` > -1",
+                                                        server.experiment)))
+    (on_server,) = runs_of(client, experiment=server.experiment)
     server.kill()
     killed = datetime.now()
     stdout, stderr = process.communicate(timeout=300)
@@ -188,7 +190,7 @@ def test_a_server_killed_mid_run_loses_nothing_and_upload_puts_the_run_back(serv
     # Everything is in the local store: the run, ended FINISHED there, and its checkpoint.
     offline_uri = f"sqlite:///{tmp_path}/outputs/mlflow-offline.db"
     local = MlflowClient(offline_uri)
-    (offline,) = runs_of(local, server.experiment)
+    (offline,) = runs_of(local, experiment=server.experiment)
     assert offline.info.status == "FINISHED" and offline.data.tags["mer.complete"] == "true"
     assert offline.data.tags["mer.offline_of"] == on_server.info.run_id
     assert offline.data.tags["mer.offline_uri"] == offline_uri

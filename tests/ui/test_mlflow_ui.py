@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import ROOT, base_overrides, run_script
+from helpers import free_port
 
 if importlib.util.find_spec("pytest_timeout"):
     pytestmark = pytest.mark.timeout(900)
@@ -184,12 +184,6 @@ def fold_sweep(sweep, tiny_tree, shared_dirs) -> dict:
     return {"experiment_id": experiment.experiment_id, "pooled": pooled}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
@@ -202,7 +196,7 @@ def _answers(url: str) -> bool:
 def ui(sweep) -> dict:
     """`mer ui` on the sweep's store (it prints the runs table's address, then execs
     `mlflow ui`), on a free port; stopped (its whole process group) at teardown."""
-    port = _free_port()
+    port = free_port()
     log = sweep["tmp"] / "mlflow-ui.log"
     bin_dir = str(Path(sys.executable).parent)  # `mlflow` of this environment, as `mer ui` finds it on PATH
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONUNBUFFERED": "1"}
