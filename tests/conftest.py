@@ -126,12 +126,19 @@ def make_cfg(tmp_path, tiny_tree, shared_dirs):
     return _make
 
 
-def run_script(script: str, *args: str, cwd: Path = ROOT, timeout: int = 600, process: bool = False) -> subprocess.CompletedProcess:
+# Choices whose machinery belongs to a process: a command line with one runs in a process of its own.
+PROCESS_BOUND = (
+    "trainer=ddp_cpu",  # Lightning's DDP launcher starts the other ranks by running the command line again
+    "hydra/launcher=parallel",  # joblib keeps its worker processes, with the state the last jobs left, for the next sweep
+    "logger=mlflow_server",  # the servers a process has lost, and their HTTP settings, are that process's own
+)
+
+
+def run_script(script: str, *args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
     """`python train.py ARGS` (or evaluate.py): Hydra, Lightning and MLflow exactly as on the
-    command line, in this process (`run_in_process`); with `process=True` in a real one of its
-    own, where the test is about that boundary (DDP's launcher re-runs the command line; a
-    server's lost-state and environment belong to the process)."""
-    if not process:
+    command line, in this process (`run_in_process`), or in a real one (limited to `timeout`
+    seconds) where an argument is `PROCESS_BOUND`."""
+    if not any(arg in PROCESS_BOUND for arg in args):
         from helpers import run_in_process
         from mer.commands.entrypoints import evaluate_main, train_main
 

@@ -55,8 +55,7 @@ def run_in_process(main: Callable[[], object], argv: Sequence[str], cwd: Path) -
     (Hydra's and Lightning's logs, warnings, worker output) come back as from a
     subprocess, without a second interpreter importing torch, Lightning and MLflow again.
     The process-wide state a command changes (environment, logging, Hydra's singleton) is
-    put back afterwards. Tests of the process boundary itself (signals, DDP's launcher)
-    start a real process instead."""
+    put back afterwards."""
     from hydra.core.global_hydra import GlobalHydra
 
     sys.stdout.flush()
@@ -66,9 +65,10 @@ def run_in_process(main: Callable[[], object], argv: Sequence[str], cwd: Path) -
         # Appending: the descriptor and the Python stream share each file without overwriting.
         streams = [open(path, "a", buffering=1) for path in paths]
         saved_fds = [os.dup(1), os.dup(2)]
-        saved = sys.argv, sys.stdout, sys.stderr, os.getcwd(), dict(os.environ)
+        argv_before, stdout_before, stderr_before = sys.argv, sys.stdout, sys.stderr
+        folder_before, environ_before = os.getcwd(), dict(os.environ)
         root = logging.getLogger()
-        saved_logging = root.handlers[:], root.level
+        handlers_before, level_before = root.handlers[:], root.level
         code: int | str | None = 0
         try:
             for fd, stream in zip((1, 2), streams):
@@ -86,12 +86,12 @@ def run_in_process(main: Callable[[], object], argv: Sequence[str], cwd: Path) -
             for fd, old in zip((1, 2), saved_fds):
                 os.dup2(old, fd)
                 os.close(old)
-            sys.argv, sys.stdout, sys.stderr = saved[:3]
-            os.chdir(saved[3])
+            sys.argv, sys.stdout, sys.stderr = argv_before, stdout_before, stderr_before
+            os.chdir(folder_before)
             os.environ.clear()
-            os.environ.update(saved[4])
-            root.handlers[:], _ = saved_logging
-            root.setLevel(saved_logging[1])
+            os.environ.update(environ_before)
+            root.handlers[:] = handlers_before
+            root.setLevel(level_before)
             GlobalHydra.instance().clear()
             for stream in streams:
                 stream.close()

@@ -65,10 +65,8 @@ def composite_root(tmp_path_factory) -> Path:
 def train_on_composite(tmp_path: Path, composite_root: Path, shared_dirs, *overrides: str) -> tuple[Path, list]:
     """`train.py -m <overrides>` on the built-in composite, in a store of its own: (the store, its runs)."""
     store = tmp_path / "mlflow.db"
-    # joblib keeps its worker processes for the next parallel sweep of the same process, with
-    # the state the last jobs left there: a parallel sweep gets a process of its own, as a user's does.
     result = run_script("train.py", "-m", *overrides, *base_overrides(tmp_path, composite_root, shared_dirs),
-                        f"logger.tracking_uri=sqlite:///{store}", process="hydra/launcher=parallel" in overrides)
+                        f"logger.tracking_uri=sqlite:///{store}")
     assert result.returncode == 0, result.stderr[-3000:]
     return store, runs_of(store)
 

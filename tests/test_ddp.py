@@ -64,7 +64,7 @@ def single_process_probabilities(checkpoint: Path, paths_cfg) -> tuple[list[str]
 
 def test_two_ddp_processes_report_what_one_process_computes_and_write_one_run(train_overrides, tmp_path):
     store = tmp_path / "mlflow.db"
-    result = run_script("train.py", *train_overrides, *DDP, process=True)
+    result = run_script("train.py", *train_overrides, *DDP)
     assert result.returncode == 0, result.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{store}")
     experiment = client.get_experiment_by_name("mer").experiment_id
@@ -98,7 +98,7 @@ def test_ddp_with_lightnings_padding_sampler_is_refused(make_cfg):
 
 
 def test_a_local_multirun_cell_does_not_start_its_own_ddp_processes(train_overrides, tmp_path):
-    result = run_script("train.py", "-m", *train_overrides, *DDP, "seed=1", process=True)
+    result = run_script("train.py", "-m", *train_overrides, *DDP, "seed=1")
     assert "error: a multirun cell cannot start its own DDP processes" in result.stdout + result.stderr, result.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = runs_of(client)

@@ -183,8 +183,9 @@ def best_cell_summary(runs: list, keys: list[str]) -> tuple[dict[str, float], di
     if not rows:
         return metrics, {}
     picks = [("best_cell_by_test_acc", next(r for r in rows if r["best"]))]
-    if inner_val_pick(rows) is not None:
-        picks.append(("best_cell_by_val_acc", inner_val_pick(rows)))
+    by_val = inner_val_pick(rows)
+    if by_val is not None:
+        picks.append(("best_cell_by_val_acc", by_val))
     tags = {}
     for prefix, row in picks:
         accs = [accuracy(r) for r in row["members"]]

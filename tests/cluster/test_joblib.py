@@ -10,8 +10,7 @@ from helpers import runs_of
 
 def test_a_parallel_sweep_runs_its_cells_in_worker_processes_under_one_parent(train_overrides, tmp_path):
     result = run_script("train.py", "-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", *train_overrides,
-                        "trainer.max_epochs=1", "test=false", "model.impl=stock", "optim.lr=0.01,0.001",
-                        process=True)  # joblib's workers outlive a sweep run in this process
+                        "trainer.max_epochs=1", "test=false", "model.impl=stock", "optim.lr=0.01,0.001")
     assert result.returncode == 0, result.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     runs = runs_of(client)

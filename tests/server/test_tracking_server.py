@@ -59,7 +59,7 @@ def server_overrides(tmp_path, tiny_tree, shared_dirs, experiment: str) -> list[
 
 def test_a_sweep_logs_its_runs_and_artifacts_on_the_server(server, tmp_path, tiny_tree, shared_dirs):
     done = run_script("train.py", "-m", *server_overrides(tmp_path, tiny_tree, shared_dirs, server.experiment),
-                      "trainer.max_epochs=1", "optim.lr=0.01,0.001", cwd=tmp_path, process=True)
+                      "trainer.max_epochs=1", "optim.lr=0.01,0.001", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     client = server.client()
     experiment = client.get_experiment_by_name(server.experiment)
@@ -123,8 +123,7 @@ def test_a_server_that_is_not_there_stops_the_run_in_seconds_in_one_line(multiru
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     started = time.monotonic()
     done = run_script("train.py", *(["-m"] if multirun else []), *server_overrides(tmp_path, tiny_tree, shared_dirs, "mer"),
-                      "trainer.max_epochs=1", *(["optim.lr=0.01,0.001"] if multirun else []), cwd=tmp_path, timeout=300,
-                      process=True)
+                      "trainer.max_epochs=1", *(["optim.lr=0.01,0.001"] if multirun else []), cwd=tmp_path, timeout=300)
     elapsed = time.monotonic() - started
     assert done.returncode == 1, done.stderr[-3000:]
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
@@ -152,7 +151,7 @@ def test_the_start_up_check_itself_takes_under_a_second():
 def test_logger_mlflow_server_without_mlflow_tracking_uri_says_what_to_set(tmp_path, tiny_tree, shared_dirs, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     done = run_script("train.py", *server_overrides(tmp_path, tiny_tree, shared_dirs, "mer"), "trainer.max_epochs=1",
-                      cwd=tmp_path, timeout=300, process=True)
+                      cwd=tmp_path, timeout=300)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
     assert done.stderr.strip().splitlines()[-1].startswith(
         "error: logger=mlflow_server reads the tracking server's address from MLFLOW_TRACKING_URI, which is not set")
