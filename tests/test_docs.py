@@ -84,3 +84,12 @@ def test_a_runnable_docs_command_succeeds(page, line, text, tmp_path):
     assert done.returncode == 0, (f"{page.name}:{line} exited {done.returncode}\n--- block\n{text}\n"
                                   f"--- stdout\n{done.stdout[-3000:]}\n--- stderr\n{done.stderr[-5000:]}")
     assert not (ROOT / "data" / "my_tree").exists(), "a runnable block wrote into the checkout"
+
+
+def test_the_readme_is_a_first_day_page_with_the_two_commands_first():
+    lines = (ROOT / "README.md").read_text().splitlines()
+    sections = [line for line in lines if line.startswith("## ")]
+    assert len(lines) < 200, f"README.md has {len(lines)} lines: the reference belongs in docs/"
+    assert sections[0] == "## Two commands"
+    block = "\n".join(lines).split("## Two commands", 1)[1].split("```", 2)[1]
+    assert [line.split()[:2] for line in block.splitlines()[1:] if line.strip()] == [["make", "train"], ["make", "test"]]

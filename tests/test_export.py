@@ -51,3 +51,16 @@ def test_checkpoints_from_before_model_impl_still_load(checkpoint, tmp_path):
     clips = torch.rand(2, 1, run_cfg.preprocess.depth, run_cfg.preprocess.size, run_cfg.preprocess.size)
     with torch.no_grad():
         torch.testing.assert_close(old_module.eval()(clips), new_module.eval()(clips))
+
+
+def test_serving_a_checkpoint_reads_the_file_once(checkpoint, monkeypatch):
+    """`mer predict`, `mer spot-eval` and the logged model load a checkpoint through
+    load_trained: one unpickling of the file, not one each for the config, the weights
+    (Lightning's load_from_checkpoint) and the input scaling."""
+    from mer.spotting.model import load_trained
+
+    reads, real_load = [], torch.load
+    monkeypatch.setattr(torch, "load", lambda *args, **kwargs: reads.append(args[0]) or real_load(*args, **kwargs))
+    model = load_trained(checkpoint)
+    assert reads == [checkpoint]
+    assert model.checkpoint == checkpoint
